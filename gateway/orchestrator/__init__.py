@@ -1,0 +1,1 @@
+"""The seam between the embedded default and Kubernetes: trainings, predictors, rollouts."""

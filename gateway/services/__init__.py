@@ -1,0 +1,1 @@
+"""Plain services behind the routes: no HTTP specifics here."""

@@ -1,0 +1,192 @@
+"""Per-row class probabilities → segments (range runs and instant events).
+
+Everything here is vectorised numpy over rows; Python loops only visit runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tscore.labels import RowLabels
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A predicted region in row indices (inclusive) with its class id (≥ 1) and confidence."""
+
+    start: int
+    end: int
+    label: int
+    score: float
+
+    @property
+    def instant(self) -> bool:
+        return self.start == self.end
+
+
+@dataclass
+class Decoding:
+    """How probabilities become segments; learnt from the training labels and stored with a model.
+
+    Attributes:
+        instant_classes: class ids whose training regions were all instants; decoded as peaks.
+        min_rows: per range class, the shortest run kept; shorter fragments are absorbed by
+            their neighbours.
+        min_gap_rows: per instant class, the closest two events of that class may be.
+        smooth_rows: width of the moving average applied to probabilities before range decoding.
+    """
+
+    instant_classes: list[int] = field(default_factory=list)
+    min_rows: dict[int, int] = field(default_factory=dict)
+    min_gap_rows: dict[int, int] = field(default_factory=dict)
+    smooth_rows: int = 1
+
+    def to_json(self) -> dict:
+        """JSON-ready form (dict keys become strings)."""
+        data = asdict(self)
+        data["min_rows"] = {str(k): v for k, v in self.min_rows.items()}
+        data["min_gap_rows"] = {str(k): v for k, v in self.min_gap_rows.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> Decoding:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            instant_classes=[int(c) for c in data.get("instant_classes", [])],
+            min_rows={int(k): int(v) for k, v in data.get("min_rows", {}).items()},
+            min_gap_rows={int(k): int(v) for k, v in data.get("min_gap_rows", {}).items()},
+            smooth_rows=int(data.get("smooth_rows", 1)),
+        )
+
+    @classmethod
+    def learn(cls, targets: list[RowLabels], num_classes: int) -> Decoding:
+        """Derive decoding parameters from the annotated regions.
+
+        Fragments shorter than half the shortest annotated range of a class are removed,
+        probabilities are smoothed over a fifth of the shortest range, and instant events
+        closer than half the closest annotated pair are merged.
+        """
+        lengths: dict[int, list[int]] = {}
+        gaps: dict[int, list[int]] = {}
+        instant_seen: set[int] = set()
+        range_seen: set[int] = set()
+        for target in targets:
+            for class_id, spans in target.ranges.items():
+                range_seen.add(class_id)
+                lengths.setdefault(class_id, []).extend(last - first + 1 for first, last in spans)
+            for class_id, rows in target.instants.items():
+                instant_seen.add(class_id)
+                ordered = np.sort(np.asarray(rows))
+                if len(ordered) > 1:
+                    gaps.setdefault(class_id, []).extend(np.diff(ordered).tolist())
+        instants = sorted(instant_seen - range_seen)
+        min_rows = {c: max(1, int(min(v)) // 2) for c, v in lengths.items() if c not in instants}
+        smooth = max(1, min(min_rows.values()) * 2 // 5) if min_rows else 1
+        min_gap = {c: max(1, int(min(v)) // 2) for c, v in gaps.items() if c in instants and v}
+        return cls(instants, min_rows, min_gap, smooth)
+
+
+def runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximal runs of equal values: ``(starts, ends_inclusive, values)``."""
+    if len(labels) == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
+    change = np.flatnonzero(np.diff(labels)) + 1
+    starts = np.concatenate(([0], change))
+    ends = np.concatenate((change - 1, [len(labels) - 1]))
+    return starts, ends, labels[starts]
+
+
+def moving_average(probs: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average over rows (edges use the rows available)."""
+    if width <= 1 or len(probs) <= 1:
+        return probs
+    cumsum = np.vstack([np.zeros((1, probs.shape[1]), dtype=np.float64), np.cumsum(probs, axis=0, dtype=np.float64)])
+    index = np.arange(len(probs))
+    lo = np.clip(index - width // 2, 0, len(probs))
+    hi = np.clip(index + (width - width // 2), 0, len(probs))
+    return ((cumsum[hi] - cumsum[lo]) / (hi - lo)[:, None]).astype(np.float32)
+
+
+def decode(probs: np.ndarray, decoding: Decoding) -> list[Segment]:
+    """Turn ``[T, K + 1]`` probabilities into segments, background excluded, sorted by start."""
+    if probs.ndim != 2 or len(probs) == 0:
+        return []
+    segments = _decode_ranges(probs, decoding) + _decode_instants(probs, decoding)
+    segments.sort(key=lambda s: (s.start, s.end, s.label))
+    return segments
+
+
+def argmax_runs(probs: np.ndarray) -> list[Segment]:
+    """The seed's decoding: every run of the per-row argmax is a segment (no smoothing)."""
+    labels = probs.argmax(axis=1)
+    return [
+        Segment(int(s), int(e), int(v), float(probs[s : e + 1, v].mean()))
+        for s, e, v in zip(*runs(labels))
+        if v != 0
+    ]
+
+
+def _decode_ranges(probs: np.ndarray, decoding: Decoding) -> list[Segment]:
+    num_classes = probs.shape[1]
+    range_classes = [c for c in range(1, num_classes) if c not in decoding.instant_classes]
+    if not range_classes:
+        return []
+    smoothed = moving_average(probs, decoding.smooth_rows)
+    # Instant classes count as background here; they are decoded as peaks separately.
+    competing = np.zeros((len(probs), len(range_classes) + 1), dtype=np.float32)
+    competing[:, 0] = smoothed[:, [0, *decoding.instant_classes]].sum(axis=1)
+    competing[:, 1:] = smoothed[:, range_classes]
+    class_of_column = np.array([0, *range_classes])
+    labels = class_of_column[competing.argmax(axis=1)]
+    labels = _absorb_fragments(labels, smoothed, decoding.min_rows)
+    return [
+        Segment(int(s), int(e), int(v), float(probs[s : e + 1, v].mean()))
+        for s, e, v in zip(*runs(labels))
+        if v != 0
+    ]
+
+
+def _absorb_fragments(labels: np.ndarray, probs: np.ndarray, min_rows: dict[int, int]) -> np.ndarray:
+    """Give runs shorter than their class's minimum to the neighbour the model prefers there."""
+    if not min_rows:
+        return labels
+    background_min = max(1, min(min_rows.values()) // 2)
+    labels = labels.copy()
+    while True:
+        starts, ends, values = runs(labels)
+        if len(starts) <= 1:
+            return labels
+        lengths = ends - starts + 1
+        minimum = np.array([min_rows.get(int(v), background_min) for v in values])
+        short = np.flatnonzero(lengths < minimum)
+        if len(short) == 0:
+            return labels
+        # Shortest fragment first, so one merge never hides a better one.
+        run = int(short[np.argmin(lengths[short])])
+        neighbours = [n for n in (run - 1, run + 1) if 0 <= n < len(starts)]
+        rows = slice(starts[run], ends[run] + 1)
+        best = max(neighbours, key=lambda n: float(probs[rows, values[n]].sum()))
+        labels[rows] = values[best]
+
+
+def _decode_instants(probs: np.ndarray, decoding: Decoding) -> list[Segment]:
+    if not decoding.instant_classes:
+        return []
+    winners = probs.argmax(axis=1)
+    segments: list[Segment] = []
+    for class_id in decoding.instant_classes:
+        column = probs[:, class_id]
+        starts, ends, values = runs(winners == class_id)
+        peaks = [
+            int(s + np.argmax(column[s : e + 1])) for s, e, v in zip(starts, ends, values) if v
+        ]
+        gap = decoding.min_gap_rows.get(class_id, 1)
+        kept: list[int] = []
+        for peak in sorted(peaks, key=lambda row: -column[row]):
+            if all(abs(peak - other) >= gap for other in kept):
+                kept.append(peak)
+        segments.extend(Segment(row, row, class_id, float(column[row])) for row in kept)
+    return segments
