@@ -8,9 +8,9 @@ import re
 import torch
 from kserve import ModelRepository
 
+from predictor.model import SegmenterModel
 from tscore.artifacts import ArtifactStore
 from tscore.errors import ModelNotFound
-from predictor.model import SegmenterModel
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ import json
 import logging
 import sys
 
+from trainer.run import train_project
+from trainer.settings import TrainingSettings
 from tscore.errors import InvalidInput, SegmenterError
 from tscore.logs import configure_logging
 from tscore.projects import parse_project_id
-from trainer.run import train_project
-from trainer.settings import TrainingSettings
 
 RESULT_PREFIX = "TS_SEGMENTER_RESULT "
 log = logging.getLogger("trainer")

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainer.metrics import row_metrics
+from trainer.settings import TrainingSettings
 from tscore.errors import InvalidInput
 from tscore.inference import normalise, predict_probs
 from tscore.labels import RowLabels
@@ -18,8 +20,6 @@ from tscore.model import TrainedModel
 from tscore.network import NetworkSpec, SegmenterNet, pick_device
 from tscore.segments import Decoding
 from tscore.windows import window_index, window_starts
-from trainer.metrics import row_metrics
-from trainer.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def fit(samples: list[LabelledSeries], labels: list[str], channels: list[str], s
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
     torch.manual_seed(settings.seed)
+    generator = torch.Generator(device=pick_device(settings.device)).manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     device = pick_device(settings.device)
     num_classes = len(labels) + 1
@@ -176,8 +177,13 @@ def fit(samples: list[LabelledSeries], labels: list[str], channels: list[str], s
         total_loss = 0.0
         for batch in np.array_split(order, max(1, int(np.ceil(len(order) / settings.batch_size)))):
             index = torch.from_numpy(window_index(epoch_starts[batch], window)).to(device)
+            inputs = features[index]
+            if settings.augmentation:
+                # Sensors drift in gain and noise between recordings; windows see a little of both.
+                gains = 1 + settings.augmentation * torch.randn(len(batch), 1, inputs.shape[2], device=device, generator=generator)
+                inputs = inputs * gains + settings.augmentation * torch.randn(inputs.shape, device=device, generator=generator)
             with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-                logits = net(features[index])
+                logits = net(inputs)
                 loss = loss_fn(logits.reshape(-1, num_classes).float(), targets[index].reshape(-1))
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()

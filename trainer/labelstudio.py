@@ -10,13 +10,13 @@ from typing import Any
 
 from label_studio_sdk import LabelStudio
 
+from trainer.fit import LabelledSeries
+from trainer.settings import TrainingSettings
 from tscore.errors import InvalidInput, SegmenterError
 from tscore.fetch import TaskDataFetcher
 from tscore.labelconfig import LabelConfig, parse_label_config
 from tscore.labels import annotations_to_rows
 from tscore.series import read_series
-from trainer.fit import LabelledSeries
-from trainer.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 

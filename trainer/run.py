@@ -9,13 +9,13 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from tscore.artifacts import ArtifactStore, utc_now_iso
-from tscore.errors import ModelNotFound
-from tscore.model import TrainedModel
 from trainer.fit import FitResult, fit, validation_score
 from trainer.labelstudio import TrainingData, build_training_data
 from trainer.publish import LocalPublisher, NoPublisher, Publisher
 from trainer.settings import TrainingSettings
+from tscore.artifacts import ArtifactStore, utc_now_iso
+from tscore.errors import ModelNotFound
+from tscore.model import TrainedModel
 
 log = logging.getLogger(__name__)
 

@@ -54,6 +54,9 @@ class TrainingSettings(CommonSettings):
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     """Share of the labelled data held out to judge stopping and the validation gate."""
 
+    augmentation: float = Field(0.1, ge=0, le=1)
+    """Strength of training-time augmentation: per-window channel gains and noise of this standard deviation (0 disables)."""
+
     seed: int = 0
     """Random seed (windows, initialisation, split)."""
 

@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ class ArtifactStore:
         """A new version name that sorts after every existing one and names the project."""
         existing = self.versions(project)
         number = int(_VERSION.match(existing[-1]).group(2)) + 1 if existing else 1
-        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
         return f"p{project}-v{number:04d}-{stamp}"
 
     def write_version(self, project: int, write: Callable[[Path], None], version: str | None = None) -> str:
@@ -163,4 +163,4 @@ class ArtifactStore:
 
 def utc_now_iso() -> str:
     """Current UTC time in ISO 8601 with a Z suffix."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

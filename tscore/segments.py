@@ -134,19 +134,22 @@ def _decode_ranges(probs: np.ndarray, decoding: Decoding) -> list[Segment]:
     range_classes = [c for c in range(1, num_classes) if c not in decoding.instant_classes]
     if not range_classes:
         return []
-    smoothed = moving_average(probs, decoding.smooth_rows)
     # Instant classes count as background here; they are decoded as peaks separately.
     competing = np.zeros((len(probs), len(range_classes) + 1), dtype=np.float32)
-    competing[:, 0] = smoothed[:, [0, *decoding.instant_classes]].sum(axis=1)
-    competing[:, 1:] = smoothed[:, range_classes]
-    class_of_column = np.array([0, *range_classes])
-    labels = class_of_column[competing.argmax(axis=1)]
-    labels = _absorb_fragments(labels, smoothed, decoding.min_rows)
+    competing[:, 0] = probs[:, [0, *decoding.instant_classes]].sum(axis=1)
+    competing[:, 1:] = probs[:, range_classes]
+    smoothed = moving_average(competing, decoding.smooth_rows)
+    columns = _absorb_fragments(smoothed.argmax(axis=1), smoothed, _column_minimums(decoding.min_rows, range_classes))
+    labels = np.array([0, *range_classes])[columns]
     return [
         Segment(int(s), int(e), int(v), float(probs[s : e + 1, v].mean()))
         for s, e, v in zip(*runs(labels))
         if v != 0
     ]
+
+
+def _column_minimums(min_rows: dict[int, int], range_classes: list[int]) -> dict[int, int]:
+    return {column: min_rows[c] for column, c in enumerate(range_classes, start=1) if c in min_rows}
 
 
 def _absorb_fragments(labels: np.ndarray, probs: np.ndarray, min_rows: dict[int, int]) -> np.ndarray:

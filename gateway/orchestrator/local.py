@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.metrics import GatewayMetrics
@@ -24,7 +24,7 @@ REQUEST_FILE = "TRAINING_REQUESTED"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class LocalOrchestrator(Orchestrator):
@@ -92,7 +92,7 @@ class LocalOrchestrator(Orchestrator):
         process.terminate()
         try:
             await asyncio.wait_for(process.wait(), grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             process.kill()
             await process.wait()
 
