@@ -96,12 +96,9 @@ async def train_project(project: int, settings: TrainingSettings, publisher: Pub
         label_config={"from_name": data.config.from_name, "to_name": data.config.to_name, "time_column": data.config.time_column},
     )
 
-    def write(directory):
-        result.model.meta["version"] = directory_version
-        result.model.save(directory)
-
-    directory_version = store.next_version(project)
-    version = store.write_version(project, write, version=directory_version)
+    version = store.next_version(project)
+    result.model.meta["version"] = version
+    store.write_version(project, result.model.save, version=version)
     outcome = TrainingOutcome(
         project=project,
         status="published" if accepted else "candidate",
