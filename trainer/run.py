@@ -110,22 +110,22 @@ async def train_project(project: int, settings: TrainingSettings, publisher: Pub
         metrics=result.metrics,
         skipped_tasks={str(k): v for k, v in data.skipped.items()},
     )
-    if accepted:
-        store.publish(project, version)
-        try:
-            await asyncio.to_thread(publisher.rollout, project, version)
-        except Exception:
-            # The previous version keeps serving: point CURRENT back at it.
-            if previous:
-                store.publish(project, previous)
-            outcome.status, outcome.served_version = "failed", previous
-            raise
-        finally:
-            outcome.timings = {"fetch_s": round(fetched - started, 3), "fit_s": round(trained - fetched, 3), "total_s": round(time.perf_counter() - started, 3)}
-            outcome.finished_at = utc_now_iso()
-            store.write_status(project, outcome.to_json())
-    else:
-        log.warning("project %s: version %s kept as a candidate: %s", project, version, reason)
+    try:
+        if accepted:
+            store.publish(project, version)
+            try:
+                await asyncio.to_thread(publisher.rollout, project, version)
+            except Exception:
+                # The previous version keeps serving: CURRENT goes back to it.
+                if previous:
+                    store.publish(project, previous)
+                else:
+                    store.unpublish(project)
+                outcome.status, outcome.served_version = "failed", previous
+                raise
+        else:
+            log.warning("project %s: version %s kept as a candidate: %s", project, version, reason)
+    finally:
         outcome.timings = {"fetch_s": round(fetched - started, 3), "fit_s": round(trained - fetched, 3), "total_s": round(time.perf_counter() - started, 3)}
         outcome.finished_at = utc_now_iso()
         store.write_status(project, outcome.to_json())

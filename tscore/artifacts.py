@@ -138,6 +138,10 @@ class ArtifactStore:
             raise ModelNotFound(f"project {project} has no version {version}")
         write_json_atomic(self.project_dir(project) / CURRENT_FILE, {"version": version})
 
+    def unpublish(self, project: int) -> None:
+        """Withdraw the published version (after a first rollout that failed)."""
+        (self.project_dir(project) / CURRENT_FILE).unlink(missing_ok=True)
+
     def write_status(self, project: int, status: dict[str, Any]) -> None:
         """Record the outcome of the last training (read by operators and status endpoints)."""
         write_json_atomic(self.project_dir(project) / STATUS_FILE, status)
