@@ -7,7 +7,7 @@ PORT ?= 9090
 export PORT
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-fast lint bench label-studio kube-apiserver chart-lint kind-up kind-e2e kind-down clean
+.PHONY: help venv tools run test test-fast lint bench label-studio kube-apiserver chart-lint kind-up kind-e2e kind-down clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,7 +30,13 @@ label-studio: ## real Label Studio venv + migrated data template for e2e tests (
 kube-apiserver: ## real kube-apiserver + etcd for Kubernetes tests (built once, cached under ~/.cache/ts-segmenter)
 	scripts/build-kube-apiserver.sh
 
-test: venv label-studio kube-apiserver ## run every test (unit, KServe server, Helm chart, real kube-apiserver, real Label Studio)
+tools: ## system tools the tests use (shellcheck), installed with apt when missing
+	@command -v shellcheck >/dev/null || { apt-get update -qq && apt-get install -y -qq shellcheck; }
+
+chart-lint: venv ## Helm lint + render every ci/ scenario, static checks of Dockerfile and k8s/
+	$(PY) -m pytest -q tests/charts -m "not k8s"
+
+test: venv tools label-studio kube-apiserver ## run every test (unit, KServe server, Helm chart, real kube-apiserver, real Label Studio)
 	$(PY) -m ruff check .
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 

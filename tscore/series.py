@@ -93,6 +93,9 @@ def read_series(data: bytes | str, config: LabelConfig, *, max_rows: int = DEFAU
     text = data.decode("utf-8-sig", errors="replace") if isinstance(data, bytes) else data
     if not text.strip():
         raise InvalidSeries("the CSV is empty")
+    fast = _read_plain_numeric(text, config, max_rows)
+    if fast is not None:
+        return fast
     try:
         frame = pd.read_csv(io.StringIO(text), sep=config.separator, nrows=max_rows + 1)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError, ValueError) as exc:
@@ -136,6 +139,40 @@ def read_series(data: bytes | str, config: LabelConfig, *, max_rows: int = DEFAU
             order = np.argsort(keys, kind="stable")
             keys, labels, values = keys[order], labels[order], values[order]
     return Series(values=values, time_keys=keys, time_labels=labels)
+
+
+def _read_plain_numeric(text: str, config: LabelConfig, max_rows: int) -> Series | None:
+    """Fast path for the common case: an all-numeric, complete, sorted CSV without quoting.
+
+    ``numpy.loadtxt`` parses a 1000-row task in a third of pandas' time, which is most of the
+    gateway's own cost per prediction. Anything unusual returns None and takes the pandas path,
+    which also produces the precise error messages.
+    """
+    header, _, body = text.partition("\n")
+    if '"' in header or "'" in header or not body.strip():
+        return None
+    columns = [c.strip() for c in header.rstrip("\r").split(config.separator)]
+    wanted = ([config.time_column] if config.time_column else []) + list(config.channels)
+    if any(name not in columns for name in wanted) or len(set(columns)) != len(columns):
+        return None
+    if body.count("\n") > max_rows:
+        return None
+    try:
+        matrix = np.loadtxt(io.StringIO(body), delimiter=config.separator, usecols=[columns.index(n) for n in wanted], dtype=np.float64, ndmin=2, comments=None)
+    except ValueError:
+        return None
+    if len(matrix) == 0 or not np.isfinite(matrix).all():
+        return None
+    values = matrix[:, 1:] if config.time_column else matrix
+    if config.time_column:
+        keys = np.ascontiguousarray(matrix[:, 0])
+        if len(keys) > 1 and np.any(np.diff(keys) < 0):
+            return None
+        labels = keys.astype(np.int64) if np.all(keys == np.round(keys)) and np.abs(keys).max() < 2**53 else keys
+    else:
+        keys = np.arange(len(matrix), dtype=np.float64)
+        labels = np.arange(len(matrix))
+    return Series(values=values.astype(np.float32), time_keys=keys, time_labels=labels)
 
 
 def _numeric_channel(column: pd.Series, name: str) -> np.ndarray:
