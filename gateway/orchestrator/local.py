@@ -110,7 +110,7 @@ class LocalOrchestrator(Orchestrator):
     # -- the seam ----------------------------------------------------------------------------
     def request_training(self, project: int, reason: str) -> None:
         status = self._status(project)
-        write_json_atomic(self.store.project_dir(project) / REQUEST_FILE, {"requested_at": _now(), "reason": reason})
+        write_json_atomic(self.store.project_dir(project) / REQUEST_FILE, {"requested_at": _now(), "requested_ts": time.time(), "reason": reason})
         runner = self._runners.get(project)
         if runner is not None and not runner.done():
             status.follow_up_pending = True
@@ -157,10 +157,28 @@ class LocalOrchestrator(Orchestrator):
             request_file = self.store.project_dir(project) / REQUEST_FILE
             async with self._slots:
                 request_file.unlink(missing_ok=True)
-                await self._train_once(project, status)
+                try:
+                    await self._train_once(project, status)
+                except asyncio.CancelledError:
+                    # Stopped mid-training: keep the request so the next start trains again.
+                    write_json_atomic(request_file, {"requested_at": _now(), "reason": "training interrupted by a stop"})
+                    raise
             if not status.follow_up_pending or self._stopping:
                 status.state = "idle"
                 return
+
+    def _forget_request(self, project: int, started: float) -> None:
+        """Drop the on-disk request once a training that began after it has finished.
+
+        A request written while that training ran stays, so a restart still honours it.
+        """
+        path = self.store.project_dir(project) / REQUEST_FILE
+        try:
+            requested = json.loads(path.read_text()).get("requested_ts", 0)
+        except (FileNotFoundError, ValueError):
+            return
+        if requested <= started:
+            path.unlink(missing_ok=True)
 
     async def _train_once(self, project: int, status: ProjectTraining) -> None:
         status.state = "running"
