@@ -24,6 +24,27 @@ from tscore.network import pick_device
 log = logging.getLogger("predictor")
 
 
+def strict_dataplane(server) -> None:
+    """Make the server answer 400, not 500, when a binary request's tensor bytes contradict its header.
+
+    KServe decodes binary tensors before any model sees them and lets the resulting
+    ``ValueError`` (e.g. "cannot reshape array of size 38 into shape (20,2)") become a 500.
+    """
+    from kserve.errors import InvalidInput as KServeInvalidInput
+    from kserve.protocol.dataplane import DataPlane
+
+    class StrictDataPlane(DataPlane):
+        def decode_inference_request(self, body, headers, model_name):
+            try:
+                return super().decode_inference_request(body, headers, model_name)
+            except KServeInvalidInput:
+                raise
+            except (ValueError, KeyError, TypeError) as exc:
+                raise KServeInvalidInput(f"malformed V2 request: {exc.__class__.__name__}: {exc}") from exc
+
+    server.dataplane = StrictDataPlane(model_registry=server.registered_models)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """KServe's server flags plus ``--model_dir``."""
     from kserve import model_server
@@ -53,12 +74,16 @@ def main(argv: list[str] | None = None) -> None:
         name = args.model_name if args.model_name and args.model_name != "model" else model_dir.name
         model = SegmenterModel(name, model_dir, device)
         model.load()
-        ModelServer(**server_options).start([model])
+        server = ModelServer(**server_options)
+        strict_dataplane(server)
+        server.start([model])
         return
     repository = ProjectRepository(ArtifactStore(model_dir), device)
     repository.load_models()
     log.info("serving %d project model(s) from %s on port %s", len(repository.get_models()), model_dir, args.http_port)
-    ModelServer(registered_models=repository, **server_options).start([])
+    server = ModelServer(registered_models=repository, **server_options)
+    strict_dataplane(server)
+    server.start([])
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,8 @@ class SegmenterModel(Model):
             output.set_data_from_numpy(array, binary_data=bool(payload.use_binary_outputs))
             outputs.append(output)
         return InferResponse(
-            response_id=payload.id,
+            # V2 makes the request id optional, but KServe's REST response model requires one.
+            response_id=payload.id or uuid.uuid4().hex,
             model_name=self.name,
             infer_outputs=outputs,
             parameters={"model_version": trained.version, "labels": json.dumps(trained.labels)},

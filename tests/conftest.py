@@ -15,14 +15,14 @@ pytest_plugins = ["support.apiserver", "support.labelstudio"]
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory) -> Path:
     """A models root holding one published, quickly trained model for project 7 (synthetic data)."""
-    from tscore.labelconfig import parse_label_config
-    from tscore.labels import annotations_to_rows
-    from tscore.series import read_series
     from trainer.fit import LabelledSeries
     from trainer.labelstudio import TrainingData
     from trainer.publish import NoPublisher
     from trainer.run import train_project
     from trainer.settings import TrainingSettings
+    from tscore.labelconfig import parse_label_config
+    from tscore.labels import annotations_to_rows
+    from tscore.series import read_series
 
     root = tmp_path_factory.mktemp("models")
     config = parse_label_config(LABEL_CONFIG)

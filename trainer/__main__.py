@@ -13,7 +13,6 @@ import json
 import logging
 import sys
 
-from trainer.run import train_project
 from trainer.settings import TrainingSettings
 from tscore.errors import InvalidInput, SegmenterError
 from tscore.logs import configure_logging
@@ -32,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     try:
         project = parse_project_id(args.project)
+        from trainer.run import train_project  # torch loads only once the request is valid
+
         outcome = asyncio.run(train_project(project, settings))
     except InvalidInput as exc:
         log.error("training refused: %s", exc.message)

@@ -188,11 +188,18 @@ class LocalOrchestrator(Orchestrator):
         self.metrics.training_active.labels(str(project)).set(1)
         started = time.monotonic()
         result: dict = {}
+        process = None
         try:
-            process = await asyncio.create_subprocess_exec(
+            spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
                 self.python, "-m", "trainer", "--project", str(project),
                 env=self._child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )
+            ))
+            try:
+                process = await asyncio.shield(spawn)
+            except asyncio.CancelledError:
+                # Cancelled mid-spawn: the child may exist already and must not outlive us.
+                process = await spawn
+                raise
             async for line in process.stdout:
                 text = line.decode(errors="replace").rstrip()
                 if text.startswith(RESULT_PREFIX):
@@ -204,8 +211,9 @@ class LocalOrchestrator(Orchestrator):
                     log.info("[trainer project %s] %s", project, text)
             code = await process.wait()
         except asyncio.CancelledError:
-            if "process" in locals() and process.returncode is None:
+            if process is not None and process.returncode is None:
                 process.kill()
+                await process.wait()
             raise
         except OSError as exc:
             code, result = -1, {"status": "error", "error": f"cannot start trainer: {exc}"}

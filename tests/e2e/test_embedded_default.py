@@ -107,7 +107,7 @@ def test_label_studio_trains_and_predicts_through_the_embedded_default(label_stu
     predictions_dir = tmp_path / "predictions"
     predictions_dir.mkdir()
     for task, recording in test_tasks.items():
-        stored = wait_until(lambda: label_studio.predictions(task), timeout=120, message=f"prediction of task {task}")
+        stored = wait_until(lambda task=task: label_studio.predictions(task), timeout=120, message=f"prediction of task {task}")
         assert len(stored) == 1
         prediction = stored[0]
         assert prediction["model_version"] == version
