@@ -75,13 +75,7 @@ def create_app(settings: GatewaySettings | None = None, orchestrator: Orchestrat
     metrics = metrics or GatewayMetrics()
     orchestrator = orchestrator or build_orchestrator(settings, metrics)
     http = httpx.AsyncClient(timeout=httpx.Timeout(settings.predictor_timeout, connect=5.0), limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
-    fetcher = TaskDataFetcher(
-        label_studio_url=settings.label_studio_url,
-        api_key=settings.label_studio_api_key,
-        local_files_root=settings.local_files_root,
-        max_bytes=settings.max_csv_bytes,
-        timeout=settings.download_timeout,
-    )
+    fetcher = TaskDataFetcher.from_settings(settings)
     predictions = PredictionService(
         orchestrator, fetcher, PredictorClient(http, retry_seconds=settings.predictor_retry_seconds), metrics,
         concurrency=settings.predict_concurrency, max_rows=settings.max_series_rows,

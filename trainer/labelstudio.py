@@ -63,13 +63,7 @@ async def build_training_data(project: int, settings: TrainingSettings, client: 
     client = client or LabelStudio(base_url=settings.label_studio_url, api_key=settings.label_studio_api_key, timeout=settings.download_timeout)
     label_config, tasks = await asyncio.to_thread(fetch_labelled_tasks, client, project, settings.label_studio_page_size)
     config = parse_label_config(label_config)
-    fetcher = TaskDataFetcher(
-        label_studio_url=settings.label_studio_url,
-        api_key=settings.label_studio_api_key,
-        local_files_root=settings.local_files_root,
-        max_bytes=settings.max_csv_bytes,
-        timeout=settings.download_timeout,
-    )
+    fetcher = TaskDataFetcher.from_settings(settings)
     data = TrainingData(config=config, samples=[])
     try:
         for task in tasks:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from tscore.errors import DataFetchError, InvalidInput
+from tscore.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,17 @@ class TaskDataFetcher:
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=True)
         self.timeout = timeout
         self.auth = LabelStudioAuth(self.label_studio_url, api_key, self._client)
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> TaskDataFetcher:
+        """A fetcher with the Label Studio connection and limits of a process's settings."""
+        return cls(
+            label_studio_url=settings.label_studio_url,
+            api_key=settings.label_studio_api_key,
+            local_files_root=settings.local_files_root,
+            max_bytes=settings.max_csv_bytes,
+            timeout=settings.download_timeout,
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
