@@ -80,7 +80,7 @@ class TrainingSettings(CommonSettings):
     """Local predictor server (``publisher=local``): its repository API loads the new version."""
 
     models_pvc_name: str = "ts-segmenter-models"
-    """PVC holding ``MODEL_DIR`` (``publisher=kubernetes``): STORAGE_URI is ``pvc://<claim>/<project>/<version>``."""
+    """PVC holding ``MODEL_DIR`` (``publisher=kubernetes``): STORAGE_URI is ``pvc://<claim>/project-<id>/<version>``."""
 
     isvc_template_path: str = "/etc/ts-segmenter/templates/inferenceservice.yaml"
     """InferenceService manifest rendered by the Helm chart (``publisher=kubernetes``)."""

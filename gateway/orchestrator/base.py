@@ -24,7 +24,7 @@ class ProjectTraining:
     follow_up_pending: bool = False
     served_version: str | None = None
     last_result: str | None = None
-    """``published``, ``candidate``, ``failed``, ``refused`` (bad input) or None."""
+    """``published``, ``candidate``, ``failed``, ``refused`` (bad input), ``succeeded`` (a Kubernetes Job that completed) or None."""
     last_error: str | None = None
     last_reason: str | None = None
     last_started_at: str | None = None

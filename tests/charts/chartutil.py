@@ -16,10 +16,17 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import jsonschema
+import kserve
+import kserve.models
+import kubernetes.client
+import kubernetes_validate
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -154,3 +161,103 @@ def containers(pod_spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def env_map(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{env var name: EnvVar}`` of a container (the last definition wins, as in Kubernetes)."""
     return {e["name"]: e for e in container.get("env", [])}
+
+
+CRD_PATH = REPO_ROOT / "tests" / "testdata" / "crds" / "serving.kserve.io_inferenceservices.yaml"
+DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_k8s(obj: dict[str, Any]) -> None:
+    """Validate one built-in object strictly (unknown fields fail) against Kubernetes KUBE_VERSION.
+
+    A kind without a schema is an error too, so a typo in apiVersion/kind cannot pass silently.
+    """
+    try:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    except kubernetes_validate.utils.SchemaNotFoundError as exc:  # pragma: no cover - message only
+        raise AssertionError(exc.message) from exc
+    except kubernetes_validate.ValidationError as exc:
+        path = ".".join(str(p) for p in exc.path)
+        raise AssertionError(f"{obj['kind']}/{obj['metadata'].get('name')} invalid at {path}: {exc.message}") from exc
+
+
+def _strict_crd_schema(schema: Any) -> Any:
+    """Copy a CRD openAPIV3Schema, forbidding unknown fields where the API server would prune them.
+
+    A CRD schema has no ``additionalProperties: false``: the API server silently drops unknown
+    fields (or rejects them with fieldValidation=Strict, what ``kubectl apply`` does by default).
+    JSON Schema would accept them, so every object schema with ``properties`` and without
+    ``x-kubernetes-preserve-unknown-fields`` gets ``additionalProperties: false`` here.
+    """
+    if isinstance(schema, list):
+        return [_strict_crd_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict_crd_schema(v) for k, v in schema.items()}
+    if "properties" in out and not out.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
+def isvc_crd_validator() -> jsonschema.Draft7Validator:
+    """A JSON Schema validator for InferenceServices built from the KServe CRD excerpt (strict).
+
+    ``predictor.containers`` is validated with the CRD's ``predictor.initContainers.items`` schema:
+    both are ``[]corev1.Container`` in KServe's Go types, so controller-gen emits the same schema.
+    """
+    crd = yaml.safe_load(CRD_PATH.read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
+    schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+    predictor = schema["properties"]["spec"]["properties"]["predictor"]
+    predictor["properties"]["containers"] = {
+        "items": copy.deepcopy(predictor["properties"]["initContainers"]["items"]),
+        "type": "array",
+    }
+    schema["properties"]["spec"]["required"] = ["predictor"]
+    return jsonschema.Draft7Validator(_strict_crd_schema(schema))
+
+
+class _KServeAndKubernetesApiClient(kserve.ApiClient):
+    """kserve's ApiClient, taught to deserialize the Kubernetes types its models refer to.
+
+    kserve's generated models name Kubernetes types (``V1Container``, ``V1Toleration``, ...) that
+    live in ``kubernetes.client.models``, and one alias, ``K8sIoApiAppsV1DeploymentStrategy``
+    (= apps/v1 DeploymentStrategy). Those are handed to the Kubernetes client's own deserializer.
+    """
+
+    _ALIASES = {"K8sIoApiAppsV1DeploymentStrategy": "V1DeploymentStrategy"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._k8s = kubernetes.client.ApiClient()
+
+    def _ApiClient__deserialize(self, data: Any, klass: Any) -> Any:  # noqa: N802 - overrides a mangled name
+        if isinstance(klass, str):
+            klass = self._ALIASES.get(klass, klass)
+            if not hasattr(kserve.models, klass) and hasattr(kubernetes.client.models, klass):
+                return self._k8s._ApiClient__deserialize(data, klass)
+        return super()._ApiClient__deserialize(data, klass)
+
+
+def kserve_roundtrip(isvc: dict[str, Any]) -> dict[str, Any]:
+    """Deserialize an InferenceService into kserve's ``V1beta1InferenceService`` and serialize it back.
+
+    The generated models keep only the fields they know, so anything misspelled or unknown
+    (at any depth) is missing from the result.
+    """
+    client = _KServeAndKubernetesApiClient()
+    model = client._ApiClient__deserialize(json.loads(json.dumps(isvc)), "V1beta1InferenceService")
+    assert isinstance(model, kserve.V1beta1InferenceService)
+    return client.sanitize_for_serialization(model)
+
+
+def predictor_pod(isvc: dict[str, Any]) -> dict[str, Any]:
+    """A Pod made of the PodSpec fields of an InferenceService's predictor (KServe inlines a PodSpec)."""
+    pod_fields = set(kubernetes.client.V1PodSpec.attribute_map.values())
+    predictor = isvc["spec"]["predictor"]
+    spec = {k: v for k, v in predictor.items() if k in pod_fields}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": isvc["metadata"]["name"]}, "spec": spec}
