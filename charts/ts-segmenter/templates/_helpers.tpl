@@ -248,6 +248,14 @@ spec:
   backoffLimit: {{ .Values.trainer.backoffLimit }}
   ttlSecondsAfterFinished: {{ .Values.trainer.ttlSecondsAfterFinished }}
   activeDeadlineSeconds: {{ .Values.trainer.activeDeadlineSeconds }}
+  # Exit code 2 is bad input (no usable labelled tasks, an unusable label config): retrying cannot help.
+  podFailurePolicy:
+    rules:
+      - action: FailJob
+        onExitCodes:
+          containerName: trainer
+          operator: In
+          values: [2]
   template:
     metadata:
       labels:
