@@ -24,6 +24,9 @@ class TrainingSettings(CommonSettings):
     num_layers: int = Field(2, ge=1)
     """Stacked LSTM layers."""
 
+    downsample: int = Field(4, ge=1)
+    """The LSTM reads one step per ``DOWNSAMPLE`` rows of convolutional features (1 = every row)."""
+
     bidirectional: bool = True
     """Read windows in both directions."""
 
@@ -45,10 +48,10 @@ class TrainingSettings(CommonSettings):
     learning_rate: float = Field(3e-3, gt=0)
     """Adam learning rate."""
 
-    patience: int = Field(15, ge=1)
+    patience: int = Field(10, ge=1)
     """Epochs without validation improvement before stopping once the thresholds are met."""
 
-    max_patience: int = Field(40, ge=1)
+    max_patience: int = Field(25, ge=1)
     """Epochs without validation improvement after which training stops even below the thresholds."""
 
     validation_fraction: float = Field(0.2, gt=0, lt=1)
