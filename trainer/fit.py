@@ -159,6 +159,7 @@ def fit(samples: list[LabelledSeries], labels: list[str], channels: list[str], s
         dropout=settings.dropout,
         bidirectional=settings.bidirectional,
         downsample=settings.downsample,
+        conv_width=settings.conv_width,
     )
     net = SegmenterNet(spec).to(device)
     weights = class_weights(targets.cpu().numpy(), num_classes) if settings.use_class_weights else np.ones(num_classes, np.float32)

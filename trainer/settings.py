@@ -24,7 +24,10 @@ class TrainingSettings(CommonSettings):
     num_layers: int = Field(2, ge=1)
     """Stacked LSTM layers."""
 
-    downsample: int = Field(4, ge=1)
+    conv_width: int = Field(32, ge=1)
+    """Channels of the convolutional encoder in front of the LSTM."""
+
+    downsample: int = Field(5, ge=1)
     """The LSTM reads one step per ``DOWNSAMPLE`` rows of convolutional features (1 = every row)."""
 
     bidirectional: bool = True

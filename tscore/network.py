@@ -30,8 +30,8 @@ class NetworkSpec:
     num_layers: int = 2
     dropout: float = 0.2
     bidirectional: bool = True
-    downsample: int = 4
-    conv_width: int = 64
+    downsample: int = 5
+    conv_width: int = 32
 
     def to_json(self) -> dict:
         """JSON-ready form."""
@@ -62,12 +62,12 @@ class SegmenterNet(nn.Module):
             batch_first=True,
         )
         context = spec.hidden_size * (2 if spec.bidirectional else 1)
-        self.head = nn.Sequential(
-            nn.Dropout(spec.dropout),
-            nn.Conv1d(width + context, 32, 1),
-            nn.ReLU(),
-            nn.Conv1d(32, spec.num_classes, 1),
-        )
+        # The classifier's first layer sees [local; context]; being linear, it is split so the
+        # context half runs at the LSTM's reduced rate and only 32 channels are upsampled.
+        self.dropout = nn.Dropout(spec.dropout)
+        self.local_in = nn.Conv1d(width, 32, 1)
+        self.context_in = nn.Conv1d(context, 32, 1, bias=False)
+        self.classify = nn.Conv1d(32, spec.num_classes, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Per-step logits for a batch of windows."""
@@ -76,8 +76,10 @@ class SegmenterNet(nn.Module):
         padding = (-length) % stride
         summary = self.summarise(nn.functional.pad(local, (0, padding)) if padding else local)
         context, _ = self.lstm(summary.transpose(1, 2))
-        context = context.repeat_interleave(stride, dim=1)[:, :length].transpose(1, 2)
-        return self.head(torch.cat([local, context], dim=1)).transpose(1, 2)
+        context = self.context_in(self.dropout(context.transpose(1, 2)))
+        context = context.repeat_interleave(stride, dim=2)[:, :, :length]
+        hidden = torch.relu(self.local_in(self.dropout(local)) + context)
+        return self.classify(hidden).transpose(1, 2)
 
 
 def pick_device(preference: str = "auto") -> torch.device:
