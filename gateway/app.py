@@ -9,7 +9,6 @@ import secrets
 import time
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -18,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.metrics import GatewayMetrics
 from gateway.orchestrator.base import Orchestrator
 from gateway.predictor_client import PredictorClient
-from gateway.protocol import PredictRequest, PredictResponse, SetupRequest, SetupResponse, StatusResponse, WebhookEvent
+from gateway.protocol import PredictRequest, SetupRequest, SetupResponse, StatusResponse, WebhookEvent
 from gateway.services.predictions import PredictionService
 from gateway.services.training import TrainingService
 from gateway.settings import GatewaySettings
@@ -74,10 +73,10 @@ def create_app(settings: GatewaySettings | None = None, orchestrator: Orchestrat
     settings = settings or GatewaySettings()
     metrics = metrics or GatewayMetrics()
     orchestrator = orchestrator or build_orchestrator(settings, metrics)
-    http = httpx.AsyncClient(timeout=httpx.Timeout(settings.predictor_timeout, connect=5.0), limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+    predictor = PredictorClient(timeout=settings.predictor_timeout, retry_seconds=settings.predictor_retry_seconds)
     fetcher = TaskDataFetcher.from_settings(settings)
     predictions = PredictionService(
-        orchestrator, fetcher, PredictorClient(http, retry_seconds=settings.predictor_retry_seconds), metrics,
+        orchestrator, fetcher, predictor, metrics,
         concurrency=settings.predict_concurrency, max_rows=settings.max_series_rows,
     )
     training = TrainingService(orchestrator, metrics, settings.start_training_each_n_updates)
@@ -90,7 +89,7 @@ def create_app(settings: GatewaySettings | None = None, orchestrator: Orchestrat
         finally:
             await orchestrator.stop()
             await fetcher.aclose()
-            await http.aclose()
+            await predictor.aclose()
 
     app = FastAPI(title="ts-segmenter gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings, app.state.orchestrator, app.state.metrics = settings, orchestrator, metrics
@@ -117,8 +116,9 @@ def create_app(settings: GatewaySettings | None = None, orchestrator: Orchestrat
         project = parse_project_id(body.project) if body.project not in (None, "") else 0
         return SetupResponse(model_version=predictions.model_version(project))
 
-    async def predict(body: PredictRequest) -> PredictResponse:
-        return await predictions.predict(body)
+    async def predict(body: PredictRequest) -> Response:
+        # Serialised here: the model is already valid, FastAPI would validate it a second time.
+        return Response((await predictions.predict(body)).model_dump_json(), media_type="application/json")
 
     async def webhook(body: WebhookEvent) -> JSONResponse:
         if not training.handles(body.action):

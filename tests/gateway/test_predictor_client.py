@@ -57,8 +57,16 @@ def predictor(trained_model_dir, tmp_path_factory):
 
 @pytest.fixture
 async def client():
-    async with httpx.AsyncClient(timeout=30) as http:
-        yield http
+    """A factory of clients that are closed after the test."""
+    made = []
+
+    def make(retry_seconds: float) -> PredictorClient:
+        made.append(PredictorClient(timeout=30, retry_seconds=retry_seconds))
+        return made[-1]
+
+    yield make
+    for predictor_client in made:
+        await predictor_client.aclose()
 
 
 def test_encode_request_is_a_json_header_then_raw_fp32():
@@ -90,7 +98,7 @@ def test_decode_response_reads_json_and_binary_outputs():
 
 async def test_infer_matches_the_json_route(predictor, client):
     url, store, _ = predictor
-    result = await PredictorClient(client, retry_seconds=1).infer(url, "project-7", SERIES, probabilities=True)
+    result = await client(1).infer(url, "project-7", SERIES, probabilities=True)
     assert result.parameters["model_version"] == store.current(7)
     assert json.loads(result.parameters["labels"]) == ["Run", "Walk", "Fall"]
     assert result.outputs["probs"].shape == (len(SERIES), 4)
@@ -108,7 +116,7 @@ async def test_rejected_input_is_invalid_input_without_retrying(predictor, clien
     url, _, _ = predictor
     started = time.monotonic()
     with pytest.raises(InvalidInput, match="expected \\[T, 2\\]") as raised:
-        await PredictorClient(client, retry_seconds=10).infer(url, "project-7", np.ones((20, 3), np.float32))
+        await client(10).infer(url, "project-7", np.ones((20, 3), np.float32))
     assert raised.value.status_code == 400
     assert time.monotonic() - started < 5
 
@@ -117,7 +125,7 @@ async def test_an_unknown_model_is_retried_then_not_ready(predictor, client):
     url, _, _ = predictor
     started = time.monotonic()
     with pytest.raises(ModelNotReady, match="model project-4242 not ready \\(404") as raised:
-        await PredictorClient(client, retry_seconds=0.8).infer(url, "project-4242", SERIES)
+        await client(0.8).infer(url, "project-4242", SERIES)
     elapsed = time.monotonic() - started
     assert raised.value.status_code == 503
     assert 0.2 < elapsed < 5
@@ -125,7 +133,7 @@ async def test_an_unknown_model_is_retried_then_not_ready(predictor, client):
 
 async def test_an_unreachable_predictor_is_not_ready(client):
     with pytest.raises(ModelNotReady, match="unreachable"):
-        await PredictorClient(client, retry_seconds=0.3).infer(f"http://127.0.0.1:{free_port()}", "project-7", SERIES)
+        await client(0.3).infer(f"http://127.0.0.1:{free_port()}", "project-7", SERIES)
 
 
 async def test_a_model_that_becomes_ready_while_retrying_answers(predictor, client):
@@ -140,7 +148,7 @@ async def test_a_model_that_becomes_ready_while_retrying_answers(predictor, clie
 
     store.write_version(11, write, version=version)
     store.publish(11, version)
-    pending = asyncio.create_task(PredictorClient(client, retry_seconds=30).infer(url, "project-11", SERIES))
+    pending = asyncio.create_task(client(30).infer(url, "project-11", SERIES))
     # Load only once the server has refused a first attempt (its access log says so).
     refused = '"POST /v2/models/project-11/infer HTTP/1.1" 404'
     await async_wait_until(lambda: refused in log.read_text(), message="a refused first attempt")
