@@ -19,6 +19,7 @@ import torch
 from predictor.settings import PredictorSettings
 from tscore.artifacts import META_FILE, ArtifactStore
 from tscore.logs import configure_logging
+from tscore.memory import limit_malloc_arenas
 from tscore.network import pick_device
 
 log = logging.getLogger("predictor")
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse flags, load models, serve until stopped."""
+    limit_malloc_arenas()
     settings = PredictorSettings()
     args, _ = build_parser().parse_known_args(argv)
     configure_logging(settings.log_level)

@@ -15,6 +15,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput as KServeInvalidInput
 
 from tscore.errors import InvalidInput
+from tscore.memory import release_free_memory
 from tscore.model import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 INPUT_NAME = "series"
 SEGMENT_OUTPUTS = ("segment_start", "segment_end", "segment_label", "segment_score")
 PROBS_OUTPUT = "probs"
+RELEASE_AFTER_ROWS = 50_000
 
 
 class SegmenterModel(Model):
@@ -76,6 +78,9 @@ class SegmenterModel(Model):
         }
         if want_probs:
             columns[PROBS_OUTPUT] = probs.astype(np.float32)
+        if len(series) >= RELEASE_AFTER_ROWS:
+            del probs
+            release_free_memory()  # the windows and activations of a long series are garbage now
         outputs = []
         for name, array in columns.items():
             output = InferOutput(name=name, shape=list(array.shape), datatype="INT64" if array.dtype == np.int64 else "FP32")

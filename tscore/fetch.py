@@ -23,7 +23,8 @@ from tscore.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
-_ACCESS_TOKEN_LIFETIME = 240.0  # LS access JWTs live 300 s; refresh well before.
+_ACCESS_TOKEN_LIFETIME = 240.0
+INLINE_READ_BYTES = 256 * 1024  # LS access JWTs live 300 s; refresh well before.
 
 
 def is_personal_access_token(key: str) -> bool:
@@ -122,7 +123,11 @@ class TaskDataFetcher:
             same_host = urlsplit(self.label_studio_url).netloc == parts.netloc
             return await self._download(reference, await self.auth.header() if same_host else {})
         if parts.scheme in ("", "file"):
-            return await asyncio.to_thread(self._read_local, parts.path if parts.scheme else reference)
+            path = parts.path if parts.scheme else reference
+            # Small local files are read at once; a thread hop would cost more than the read.
+            if self._local_size(path) <= INLINE_READ_BYTES:
+                return self._read_local(path)
+            return await asyncio.to_thread(self._read_local, path)
         raise InvalidInput(f"task CSV reference {reference!r} uses an unsupported scheme {parts.scheme!r}")
 
     async def _download(self, url: str, headers: dict[str, str]) -> bytes:
@@ -145,7 +150,7 @@ class TaskDataFetcher:
         except httpx.HTTPError as exc:
             raise DataFetchError(f"GET {url} failed: {exc.__class__.__name__}: {exc}") from exc
 
-    def _read_local(self, path: str) -> bytes:
+    def _local_path(self, path: str) -> Path:
         if self.local_files_root is None:
             raise InvalidInput(
                 f"task CSV {path!r} is a local path, but no LOCAL_FILES_ROOT is configured"
@@ -153,6 +158,16 @@ class TaskDataFetcher:
         candidate = (self.local_files_root / path).resolve()
         if not candidate.is_relative_to(self.local_files_root):
             raise InvalidInput(f"task CSV {path!r} is outside LOCAL_FILES_ROOT")
+        return candidate
+
+    def _local_size(self, path: str) -> int:
+        try:
+            return self._local_path(path).stat().st_size
+        except OSError:
+            return 0  # _read_local reports the error
+
+    def _read_local(self, path: str) -> bytes:
+        candidate = self._local_path(path)
         try:
             if candidate.stat().st_size > self.max_bytes:
                 raise DataFetchError(f"{path} is larger than the {self.max_bytes}-byte limit")

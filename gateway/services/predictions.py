@@ -16,6 +16,7 @@ from gateway.protocol import PredictRequest, PredictResponse, Region, RegionValu
 from tscore.errors import InvalidInput, SegmenterError
 from tscore.fetch import TaskDataFetcher
 from tscore.labelconfig import LabelConfig, parse_label_config
+from tscore.memory import release_free_memory
 from tscore.projects import parse_project_id
 from tscore.series import Series, read_series
 
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 UNTRAINED = "untrained"
 #: CSVs up to this size are parsed on the event loop: under a millisecond, less than a thread hop.
 INLINE_PARSE_BYTES = 256 * 1024
+#: After a task this large, freed memory is handed back to the OS (see tscore.memory).
+RELEASE_AFTER_BYTES = 4 * 1024 * 1024
 DEFAULT_PROJECT = 0  # the seed's fallback when a request names no project
 
 
@@ -85,7 +88,10 @@ class PredictionService:
         async def one(task: Task) -> TaskPrediction | SegmenterError:
             async with limit:
                 try:
-                    return await self._predict_task(task, config, endpoint.base_url, endpoint.model_name)
+                    prediction, size = await self._predict_task(task, config, endpoint.base_url, endpoint.model_name)
+                    if size >= RELEASE_AFTER_BYTES:
+                        release_free_memory()  # the task's CSV, series and tensors are garbage now
+                    return prediction
                 except SegmenterError as exc:
                     log.warning("project %s task %s: %s", project, task.id, exc.message)
                     self.metrics.predicted_tasks.labels(type(exc).__name__).inc()
@@ -100,7 +106,8 @@ class PredictionService:
             results=[o if isinstance(o, TaskPrediction) else TaskPrediction(result=[], score=0.0, model_version=version) for o in outcomes]
         )
 
-    async def _predict_task(self, task: Task, config: LabelConfig, base_url: str, model: str) -> TaskPrediction:
+    async def _predict_task(self, task: Task, config: LabelConfig, base_url: str, model: str) -> tuple[TaskPrediction, int]:
+        """One task's prediction and the size of its CSV."""
         reference = task.data.get(config.data_key)
         if reference is None:
             raise InvalidInput(f"task {task.id} has no data field {config.data_key!r}")
@@ -110,7 +117,7 @@ class PredictionService:
         else:
             series = await asyncio.to_thread(read_series, raw, config, max_rows=self.max_rows)
         inferred = await self.predictor.infer(base_url, model, series.values)
-        return to_prediction(inferred.outputs, inferred.parameters, series, config)
+        return to_prediction(inferred.outputs, inferred.parameters, series, config), len(raw)
 
 
 def to_prediction(outputs: dict[str, np.ndarray], parameters: dict, series: Series, config: LabelConfig) -> TaskPrediction:
