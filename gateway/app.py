@@ -96,7 +96,7 @@ def create_app(settings: GatewaySettings | None = None, orchestrator: Orchestrat
 
     async def require_auth(request: Request) -> None:
         credentials = settings.basic_auth
-        if credentials is None or request.url.path in OPEN_PATHS:
+        if request.url.path in OPEN_PATHS:
             return
         header = request.headers.get("authorization", "")
         scheme, _, encoded = header.partition(" ")
@@ -107,7 +107,7 @@ def create_app(settings: GatewaySettings | None = None, orchestrator: Orchestrat
         if not (secrets.compare_digest(user, credentials[0]) and secrets.compare_digest(password, credentials[1])):
             raise SegmenterError("authentication required", status_code=401)
 
-    guarded = [Depends(require_auth)]
+    guarded = [Depends(require_auth)] if settings.basic_auth else []
 
     async def health() -> StatusResponse:
         return StatusResponse(orchestrator=orchestrator.name)
