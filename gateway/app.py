@@ -96,7 +96,7 @@ def create_app(settings: GatewaySettings | None = None, orchestrator: Orchestrat
 
     async def require_auth(request: Request) -> None:
         credentials = settings.basic_auth
-        if request.url.path in OPEN_PATHS:
+        if credentials is None or request.url.path in OPEN_PATHS:
             return
         header = request.headers.get("authorization", "")
         scheme, _, encoded = header.partition(" ")
