@@ -8,11 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
 
 from trainer.fit import LabelledSeries
 from trainer.settings import TrainingSettings
-from tscore.errors import InvalidInput, SegmenterError
+from tscore.errors import DataFetchError, InvalidInput, SegmenterError
 from tscore.fetch import TaskDataFetcher
 from tscore.labelconfig import LabelConfig, parse_label_config
 from tscore.labels import annotations_to_rows
@@ -61,7 +63,11 @@ async def build_training_data(project: int, settings: TrainingSettings, client: 
         InvalidInput: the label config is unusable or no task could be used.
     """
     client = client or LabelStudio(base_url=settings.label_studio_url, api_key=settings.label_studio_api_key, timeout=settings.download_timeout)
-    label_config, tasks = await asyncio.to_thread(fetch_labelled_tasks, client, project, settings.label_studio_page_size)
+    try:
+        label_config, tasks = await asyncio.to_thread(fetch_labelled_tasks, client, project, settings.label_studio_page_size)
+    except (httpx.HTTPError, ApiError) as exc:
+        detail = f"{exc.status_code} {str(exc.body)[:200]}" if isinstance(exc, ApiError) else f"{exc.__class__.__name__}: {exc}"
+        raise DataFetchError(f"cannot read project {project} from Label Studio at {settings.label_studio_url}: {detail}") from exc
     config = parse_label_config(label_config)
     fetcher = TaskDataFetcher.from_settings(settings)
     data = TrainingData(config=config, samples=[])
