@@ -430,6 +430,8 @@ class KubernetesOrchestrator(Orchestrator):
         self._isvcs_synced = asyncio.Event()
         self._settled = {"jobs": asyncio.Event(), "inferenceservices": asyncio.Event()}
         self._wanted: dict[int, str] = {}
+        self._requests_seen = 0  # numbers each request, so one arriving mid-call is not taken as served
+        self._request_number: dict[int, int] = {}
         self._served: dict[int, str] = {}
         self._endpoints: dict[int, str] = {}
         self._project_errors: dict[int, str] = {}
@@ -517,6 +519,8 @@ class KubernetesOrchestrator(Orchestrator):
         """Record the request and return; a background task creates the Job or the follow-up mark."""
         isvc_name(self.prefix, project)  # a project that cannot be named is refused before anything is recorded
         self._wanted[project] = reason
+        self._requests_seen += 1
+        self._request_number[project] = self._requests_seen
         self._update_gauges(project)
         log.info("project %s: training requested (%s)", project, reason)
         self._kick(project)
@@ -767,14 +771,16 @@ class KubernetesOrchestrator(Orchestrator):
         active = [j for j in jobs if job_phase(j) == "active"]
         latest = jobs[-1] if jobs else None
         reason = self._wanted.get(project)
+        number = self._request_number.get(project)
         if reason is not None:
             if active:
                 recorded = await self._request_follow_up(project, active[-1], reason)
             else:
                 follow_up_of = latest["metadata"]["name"] if latest is not None and self._unserved_follow_up(latest, jobs) else None
                 recorded = await self._create_job(project, reason, follow_up_of)
-            # A request that arrived during the call is covered too: the Job it would start has not run yet.
-            if recorded:
+            # A request that arrived during the call stays wanted: the next pass sees the Job it
+            # created as active and records a follow-up, so events during a training are never lost.
+            if recorded and self._request_number.get(project) == number:
                 self._wanted.pop(project, None)
         elif latest is not None and job_phase(latest) != "active" and self._unserved_follow_up(latest, jobs):
             requested = _annotations(latest)[FOLLOW_UP_REQUESTED_ANNOTATION]
