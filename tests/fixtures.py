@@ -8,9 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,3 +98,33 @@ def as_annotation(values: list[dict], ground_truth: bool = False) -> dict:
 def run_python(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``python <args>`` with the test interpreter from the repository root."""
     return subprocess.run([sys.executable, *args], cwd=REPO, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def predictor_server(models_root: Path, ready_model: str = "project-7") -> Iterator[tuple[str, Path]]:
+    """A real ``python -m predictor`` over ``models_root`` on a free port, once ``ready_model`` is ready.
+
+    Yields its base URL and the path of its log (shown when it dies early).
+    """
+    port = free_port()
+    log = models_root.parent / f"predictor-{port}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "predictor", "--model_dir", str(models_root), "--http_port", str(port), "--enable_grpc", "false"],
+            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            return httpx.get(f"{url}/v2/models/{ready_model}/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(ready, timeout=90, interval=0.2, message="the predictor")
+        yield url, log
+    finally:
+        process.terminate()
+        process.wait(15)

@@ -13,17 +13,14 @@ import contextlib
 import copy
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from fixtures import LABEL_CONFIG, REPO, async_wait_until, free_port, synthetic_csv, wait_until
+from fixtures import LABEL_CONFIG, async_wait_until, free_port, predictor_server, synthetic_csv
 from gateway.app import create_app
 from gateway.metrics import GatewayMetrics
 from gateway.orchestrator.local import LocalOrchestrator
@@ -44,28 +41,8 @@ def predictor_url(trained_model_dir, tmp_path_factory):
     """``python -m predictor`` serving a copy of the session's models root."""
     root = tmp_path_factory.mktemp("gateway-predictor") / "models"
     shutil.copytree(trained_model_dir, root)
-    port = free_port()
-    log = root.parent / "predictor.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "predictor", "--model_dir", str(root), "--http_port", str(port), "--enable_grpc", "false"],
-            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready():
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            return httpx.get(f"{url}/v2/models/project-7/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(ready, timeout=90, interval=0.2, message="the predictor")
+    with predictor_server(root) as (url, _):
         yield url
-    finally:
-        process.terminate()
-        process.wait(15)
 
 
 @pytest.fixture(scope="module")

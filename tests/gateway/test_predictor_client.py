@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from fixtures import LABEL_CONFIG, REPO, async_wait_until, free_port, synthetic_csv, wait_until
+from fixtures import LABEL_CONFIG, async_wait_until, free_port, predictor_server, synthetic_csv
 from gateway.predictor_client import HEADER_LENGTH, PredictorClient, PredictorError, decode_response, encode_request
 from trainer.publish import LocalPublisher
 from tscore.artifacts import META_FILE, WEIGHTS_FILE, ArtifactStore
@@ -31,28 +28,8 @@ def predictor(trained_model_dir, tmp_path_factory):
     """``python -m predictor`` over a private copy of the session's models root."""
     root = tmp_path_factory.mktemp("client") / "models"
     shutil.copytree(trained_model_dir, root)
-    port = free_port()
-    log = root.parent / "predictor.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "predictor", "--model_dir", str(root), "--http_port", str(port), "--enable_grpc", "false"],
-            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready():
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            return httpx.get(f"{url}/v2/models/project-7/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(ready, timeout=90, interval=0.2, message="the predictor")
+    with predictor_server(root) as (url, log):
         yield url, ArtifactStore(root), log
-    finally:
-        process.terminate()
-        process.wait(15)
 
 
 @pytest.fixture
