@@ -432,6 +432,7 @@ class KubernetesOrchestrator(Orchestrator):
         self._wanted: dict[int, str] = {}
         self._requests_seen = 0  # numbers each request, so one arriving mid-call is not taken as served
         self._request_number: dict[int, int] = {}
+        self._creating_for: dict[int, int] = {}  # project → request number whose Job is being created
         self._served: dict[int, str] = {}
         self._endpoints: dict[int, str] = {}
         self._project_errors: dict[int, str] = {}
@@ -694,7 +695,9 @@ class KubernetesOrchestrator(Orchestrator):
     def _follow_up_pending(self, project: int, jobs: list[dict]) -> bool:
         active = [j for j in jobs if job_phase(j) == "active"]
         if active:
-            return project in self._wanted or FOLLOW_UP_REQUESTED_ANNOTATION in _annotations(active[-1])
+            # The request whose Job is being created is served by that Job, not pending after it.
+            newer_request = project in self._wanted and self._request_number.get(project) != self._creating_for.get(project)
+            return newer_request or FOLLOW_UP_REQUESTED_ANNOTATION in _annotations(active[-1])
         return bool(jobs) and self._unserved_follow_up(jobs[-1], jobs)
 
     @staticmethod
@@ -777,7 +780,11 @@ class KubernetesOrchestrator(Orchestrator):
                 recorded = await self._request_follow_up(project, active[-1], reason)
             else:
                 follow_up_of = latest["metadata"]["name"] if latest is not None and self._unserved_follow_up(latest, jobs) else None
-                recorded = await self._create_job(project, reason, follow_up_of)
+                self._creating_for[project] = number
+                try:
+                    recorded = await self._create_job(project, reason, follow_up_of)
+                finally:
+                    self._creating_for.pop(project, None)
             # A request that arrived during the call stays wanted: the next pass sees the Job it
             # created as active and records a follow-up, so events during a training are never lost.
             if recorded and self._request_number.get(project) == number:
