@@ -92,6 +92,23 @@ def split(samples: list[_Piece], fraction: float, window: int, rng: np.random.Ge
     return train, validation or train
 
 
+def training_windows(lengths: list[int], window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window starts over the concatenated pieces, and for each the last start its piece allows.
+
+    Windows never cross a task boundary: each lies inside one piece, and the per-epoch jitter
+    of a start is capped by its limit.
+    """
+    starts, limits = [], []
+    offset = 0
+    for length in lengths:
+        if length >= window:
+            piece_starts = offset + window_starts(length, window, stride)
+            starts.append(piece_starts)
+            limits.append(np.full(len(piece_starts), offset + length - window))
+        offset += length
+    return np.concatenate(starts), np.concatenate(limits)
+
+
 def class_weights(classes: np.ndarray, num_classes: int) -> np.ndarray:
     """Inverse-frequency weights, normalised so that the average row weighs 1."""
     counts = np.bincount(classes, minlength=num_classes).astype(np.float64)
@@ -124,9 +141,9 @@ def fit(samples: list[LabelledSeries], labels: list[str], channels: list[str], s
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
     torch.manual_seed(settings.seed)
-    generator = torch.Generator(device=pick_device(settings.device)).manual_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
     device = pick_device(settings.device)
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
     num_classes = len(labels) + 1
 
     decoding = Decoding.learn([s.target for s in samples], num_classes)
@@ -143,13 +160,10 @@ def fit(samples: list[LabelledSeries], labels: list[str], channels: list[str], s
     train = [_Piece(normalise(p.values, mean, std), p.classes) for p in train]
     validation = [_Piece(normalise(p.values, mean, std), p.classes) for p in validation]
 
-    # Windows never cross a task boundary: each is indexed inside one piece of the concatenation.
     features = torch.from_numpy(np.concatenate([p.values for p in train])).to(device)
     targets = torch.from_numpy(np.concatenate([p.classes for p in train])).to(device)
-    offsets = np.cumsum([0] + [len(p.classes) for p in train])[:-1]
     stride = max(1, window // 4)
-    starts = np.concatenate([o + window_starts(len(p.classes), window, stride) for o, p in zip(offsets, train) if len(p.classes) >= window])
-    limits = np.concatenate([np.full(len(window_starts(len(p.classes), window, stride)), o + len(p.classes) - window) for o, p in zip(offsets, train) if len(p.classes) >= window])
+    starts, limits = training_windows([len(p.classes) for p in train], window, stride)
 
     spec = NetworkSpec(
         num_channels=len(channels),
