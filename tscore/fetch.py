@@ -124,10 +124,11 @@ class TaskDataFetcher:
             return await self._download(reference, await self.auth.header() if same_host else {})
         if parts.scheme in ("", "file"):
             path = parts.path if parts.scheme else reference
+            candidate = self._local_path(path)
             # Small local files are read at once; a thread hop would cost more than the read.
-            if self._local_size(path) <= INLINE_READ_BYTES:
-                return self._read_local(path)
-            return await asyncio.to_thread(self._read_local, path)
+            if self._local_size(candidate, path) <= INLINE_READ_BYTES:
+                return self._read_local(candidate, path)
+            return await asyncio.to_thread(self._read_local, candidate, path)
         raise InvalidInput(f"task CSV reference {reference!r} uses an unsupported scheme {parts.scheme!r}")
 
     async def _download(self, url: str, headers: dict[str, str]) -> bytes:
@@ -160,17 +161,17 @@ class TaskDataFetcher:
             raise InvalidInput(f"task CSV {path!r} is outside LOCAL_FILES_ROOT")
         return candidate
 
-    def _local_size(self, path: str) -> int:
+    def _local_size(self, candidate: Path, path: str) -> int:
         try:
-            return self._local_path(path).stat().st_size
-        except OSError:
-            return 0  # _read_local reports the error
+            size = candidate.stat().st_size
+        except OSError as exc:
+            raise DataFetchError(f"cannot read task CSV {path!r}: {exc.strerror}") from exc
+        if size > self.max_bytes:
+            raise DataFetchError(f"{path} is larger than the {self.max_bytes}-byte limit")
+        return size
 
-    def _read_local(self, path: str) -> bytes:
-        candidate = self._local_path(path)
+    def _read_local(self, candidate: Path, path: str) -> bytes:
         try:
-            if candidate.stat().st_size > self.max_bytes:
-                raise DataFetchError(f"{path} is larger than the {self.max_bytes}-byte limit")
             return candidate.read_bytes()
         except OSError as exc:
             raise DataFetchError(f"cannot read task CSV {path!r}: {exc.strerror}") from exc
