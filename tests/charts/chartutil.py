@@ -261,3 +261,18 @@ def predictor_pod(isvc: dict[str, Any]) -> dict[str, Any]:
     predictor = isvc["spec"]["predictor"]
     spec = {k: v for k, v in predictor.items() if k in pod_fields}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": isvc["metadata"]["name"]}, "spec": spec}
+
+
+def changed_paths(a: Any, b: Any, path: str = "") -> set[str]:
+    """Paths (``/a/b[0]/c``) where two JSON-like values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: set[str] = set()
+        for key in set(a) | set(b):
+            if key not in a or key not in b:
+                out.add(f"{path}/{key}")
+            else:
+                out |= changed_paths(a[key], b[key], f"{path}/{key}")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return set().union(*(changed_paths(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b))))
+    return set() if a == b else {path}

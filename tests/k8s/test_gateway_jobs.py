@@ -70,11 +70,8 @@ def job_template_path(tmp_path: Path, job_template) -> Path:
 @pytest.fixture
 def namespace(apiserver: ApiServer) -> Iterator[str]:
     """A fresh namespace (InferenceService CRD installed), deleted after the test."""
-    apiserver.install_isvc_crd()
-    name = f"gw-{uuid.uuid4().hex[:8]}"
-    apiserver.create_namespace(name)
-    yield name
-    kubernetes.client.CoreV1Api(apiserver.api_client()).delete_namespace(name)
+    with apiserver.fresh_namespace("gw") as name:
+        yield name
 
 
 def project_id() -> int:

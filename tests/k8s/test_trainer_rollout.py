@@ -55,11 +55,8 @@ CLAIM = "tss-ts-segmenter-models"
 
 @pytest.fixture
 def namespace(apiserver: ApiServer) -> Iterator[str]:
-    apiserver.install_isvc_crd()
-    name = f"tr-{uuid.uuid4().hex[:8]}"
-    apiserver.create_namespace(name)
-    yield name
-    kubernetes.client.CoreV1Api(apiserver.api_client()).delete_namespace(name)
+    with apiserver.fresh_namespace("tr") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")

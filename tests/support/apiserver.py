@@ -25,6 +25,7 @@ limits of a 1.20 server.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import json
 import os
@@ -39,6 +40,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -718,6 +720,17 @@ class ApiServer:
             _poll(lambda: self._find_sa_token(core, name, "default"), timeout=30,
                   what=f"the default ServiceAccount token in namespace {name}")  # fmt: skip
         return namespace
+
+    @contextlib.contextmanager
+    def fresh_namespace(self, prefix: str) -> Iterator[str]:
+        """A new namespace ``<prefix>-<random>`` with the InferenceService CRD installed, deleted afterwards."""
+        self.install_isvc_crd()
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.create_namespace(name)
+        try:
+            yield name
+        finally:
+            kubernetes.client.CoreV1Api(self.api_client()).delete_namespace(name)
 
     @staticmethod
     def _find_sa_token(core: kubernetes.client.CoreV1Api, namespace: str, name: str) -> str | None:

@@ -18,7 +18,6 @@ import asyncio
 import copy
 import json
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ import pytest
 import yaml
 from charts.chartutil import (
     ISVC_TEMPLATE_KEY,
+    changed_paths,
     isvc_crd_validator,
     kserve_roundtrip,
     predictor_pod,
@@ -60,18 +60,6 @@ CLAIM = "tss-ts-segmenter-models"
 def isvc_template(scenario: str | None = None) -> dict[str, Any]:
     """The InferenceService template the chart renders for a scenario."""
     return templates_configmap(render(scenario=scenario))[ISVC_TEMPLATE_KEY]
-
-
-def changed_paths(a: Any, b: Any, path: str = "") -> set[str]:
-    """Paths where two JSON-like values differ (lists of equal length compared item by item)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: set[str] = set()
-        for key in set(a) | set(b):
-            out |= {f"{path}/{key}"} if key not in a or key not in b else changed_paths(a[key], b[key], f"{path}/{key}")
-        return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return set().union(*(changed_paths(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b))))
-    return set() if a == b else {path}
 
 
 def container(isvc: dict[str, Any]) -> dict[str, Any]:
@@ -173,11 +161,8 @@ def test_missing_template_is_a_publish_error(tmp_path):
 @pytest.fixture
 def namespace(apiserver: ApiServer) -> Iterator[str]:
     """A fresh namespace with the (permissive) InferenceService CRD installed."""
-    apiserver.install_isvc_crd()
-    name = f"pub-{uuid.uuid4().hex[:8]}"
-    apiserver.create_namespace(name)
-    yield name
-    kubernetes.client.CoreV1Api(apiserver.api_client()).delete_namespace(name)
+    with apiserver.fresh_namespace("pub") as name:
+        yield name
 
 
 def read_isvc(apiserver: ApiServer, namespace: str, name: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import copy
 from typing import Any
 
 import pytest
-from charts.chartutil import DNS1035, DNS1123, JOB_TEMPLATE_KEY, render, scenarios, templates_configmap, validate_k8s
+from charts.chartutil import DNS1035, DNS1123, JOB_TEMPLATE_KEY, changed_paths, render, scenarios, templates_configmap, validate_k8s
 
 from gateway.orchestrator.kubernetes import (
     CREATED_AT_ANNOTATION,
@@ -43,21 +43,6 @@ PROJECTS = [0, 47, 2**31 - 1]
 def job_template(scenario: str | None = None, **render_kwargs: Any) -> dict[str, Any]:
     """The Job template the chart renders for a scenario."""
     return templates_configmap(render(scenario=scenario, **render_kwargs))[JOB_TEMPLATE_KEY]
-
-
-def changed_paths(a: Any, b: Any, path: str = "") -> set[str]:
-    """Paths (``/a/b[0]/c``) where two JSON-like values differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: set[str] = set()
-        for key in set(a) | set(b):
-            if key not in a or key not in b:
-                out.add(f"{path}/{key}")
-            else:
-                out |= changed_paths(a[key], b[key], f"{path}/{key}")
-        return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return set().union(*(changed_paths(x, y, f"{path}[{i}]") for i, (x, y) in enumerate(zip(a, b))))
-    return set() if a == b else {path}
 
 
 @pytest.fixture(scope="module")
