@@ -27,7 +27,7 @@ class NetworkSpec:
     num_channels: int
     num_classes: int
     hidden_size: int = 64
-    num_layers: int = 2
+    num_layers: int = 1
     dropout: float = 0.2
     bidirectional: bool = True
     downsample: int = 5
@@ -42,9 +42,14 @@ class SegmenterNet(nn.Module):
     """Convolution-fed LSTM tagger: ``[N, L, C]`` features → ``[N, L, K + 1]`` logits.
 
     A convolution encodes each step with its neighbours; a strided convolution summarises
-    ``downsample`` steps at a time for the (multi-layer, bidirectional) LSTM, which carries the
-    context across the window at a fraction of the per-step cost; the classifier sees each step's
-    own encoding next to the LSTM state of its stretch.
+    ``downsample`` steps at a time for the (bidirectional) LSTM, which carries the context across
+    the window at a fraction of the per-step cost; the classifier sees each step's own encoding
+    next to the LSTM state of its stretch.
+
+    Every layer after the first convolution acts on single steps or on non-overlapping groups of
+    steps, so it runs as a matrix product on channels-last tensors, about twice as fast on a CPU
+    as the equivalent ``Conv1d``. The parameters stay ``Conv1d`` parameters, so the stored
+    weights keep their layout.
     """
 
     def __init__(self, spec: NetworkSpec) -> None:
@@ -64,22 +69,35 @@ class SegmenterNet(nn.Module):
         context = spec.hidden_size * (2 if spec.bidirectional else 1)
         # The classifier's first layer sees [local; context]; being linear, it is split so the
         # context half runs at the LSTM's reduced rate and only 32 channels are upsampled.
-        self.dropout = nn.Dropout(spec.dropout)
         self.local_in = nn.Conv1d(width, 32, 1)
         self.context_in = nn.Conv1d(context, 32, 1, bias=False)
         self.classify = nn.Conv1d(32, spec.num_classes, 1)
 
+    def _drop_channels(self, features: torch.Tensor) -> torch.Tensor:
+        """Spatial dropout on ``[N, L, C]``: whole channels of a window are dropped.
+
+        Neighbouring steps of a channel are strongly correlated, so per-element masks regularise
+        little, and drawing them costs a quarter of a CPU training step.
+        """
+        if not self.training or self.spec.dropout == 0:
+            return features
+        return nn.functional.dropout1d(features.transpose(1, 2), self.spec.dropout, training=True).transpose(1, 2)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Per-step logits for a batch of windows."""
-        length, stride = features.shape[1], max(1, self.spec.downsample)
-        local = self.encoder(features.transpose(1, 2))
+        """Per-step logits ``[N, L, K + 1]`` for a batch of windows ``[N, L, C]``."""
+        batch, length = features.shape[:2]
+        stride = max(1, self.spec.downsample)
+        local = self.encoder(features.transpose(1, 2)).transpose(1, 2).contiguous()  # [N, L, W]
         padding = (-length) % stride
-        summary = self.summarise(nn.functional.pad(local, (0, padding)) if padding else local)
-        context, _ = self.lstm(summary.transpose(1, 2))
-        context = self.context_in(self.dropout(context.transpose(1, 2)))
-        context = context.repeat_interleave(stride, dim=2)[:, :, :length]
-        hidden = torch.relu(self.local_in(self.dropout(local)) + context)
-        return self.classify(hidden).transpose(1, 2)
+        padded = nn.functional.pad(local, (0, 0, 0, padding)) if padding else local
+        # The summarising convolution has stride == kernel: a product over each group of steps.
+        groups = padded.reshape(batch, (length + padding) // stride, stride * self.spec.conv_width)
+        summary = nn.functional.linear(groups, self.summarise.weight.permute(0, 2, 1).reshape(self.spec.conv_width, -1), self.summarise.bias)
+        context, _ = self.lstm(summary)
+        context = nn.functional.linear(self._drop_channels(context), self.context_in.weight[:, :, 0])
+        context = context.repeat_interleave(stride, dim=1)[:, :length]
+        hidden = torch.relu(nn.functional.linear(self._drop_channels(local), self.local_in.weight[:, :, 0], self.local_in.bias) + context)
+        return nn.functional.linear(hidden, self.classify.weight[:, :, 0], self.classify.bias)
 
 
 def pick_device(preference: str = "auto") -> torch.device:
