@@ -14,7 +14,7 @@ from torch import nn
 from trainer.metrics import row_metrics
 from trainer.settings import TrainingSettings
 from tscore.errors import InvalidInput
-from tscore.inference import normalise, predict_probs
+from tscore.inference import normalise, predict_probs_many
 from tscore.labels import RowLabels
 from tscore.model import TrainedModel
 from tscore.network import NetworkSpec, SegmenterNet, pick_device
@@ -122,7 +122,7 @@ def evaluate(net: SegmenterNet, pieces: list[_Piece], window: int, device: torch
     """Row metrics of the network's overlap-averaged argmax on the validation pieces."""
     net.eval()
     truth = np.concatenate([p.classes for p in pieces])
-    predicted = np.concatenate([predict_probs(net, p.values, window, device=device).argmax(axis=1) for p in pieces])
+    predicted = np.concatenate(predict_probs_many(net, [p.values for p in pieces], window, device=device)).argmax(axis=1)
     return row_metrics(truth, predicted, net.spec.num_classes)
 
 
