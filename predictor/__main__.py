@@ -25,27 +25,6 @@ from tscore.network import pick_device
 log = logging.getLogger("predictor")
 
 
-def strict_dataplane(server) -> None:
-    """Make the server answer 400, not 500, when a binary request's tensor bytes contradict its header.
-
-    KServe decodes binary tensors before any model sees them and lets the resulting
-    ``ValueError`` (e.g. "cannot reshape array of size 38 into shape (20,2)") become a 500.
-    """
-    from kserve.errors import InvalidInput as KServeInvalidInput
-    from kserve.protocol.dataplane import DataPlane
-
-    class StrictDataPlane(DataPlane):
-        def decode_inference_request(self, body, headers, model_name):
-            try:
-                return super().decode_inference_request(body, headers, model_name)
-            except KServeInvalidInput:
-                raise
-            except (ValueError, KeyError, TypeError) as exc:
-                raise KServeInvalidInput(f"malformed V2 request: {exc.__class__.__name__}: {exc}") from exc
-
-    server.dataplane = StrictDataPlane(model_registry=server.registered_models)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """KServe's server flags plus ``--model_dir``."""
     from kserve import model_server
@@ -68,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from kserve import ModelServer
 
+    from predictor.dataplane import install as install_dataplane
     from predictor.model import SegmenterModel
     from predictor.repository import ProjectRepository
 
@@ -77,14 +57,14 @@ def main(argv: list[str] | None = None) -> None:
         model = SegmenterModel(name, model_dir, device)
         model.load()
         server = ModelServer(**server_options)
-        strict_dataplane(server)
+        install_dataplane(server)
         server.start([model])
         return
     repository = ProjectRepository(ArtifactStore(model_dir), device)
     repository.load_models()
     log.info("serving %d project model(s) from %s on port %s", len(repository.get_models()), model_dir, args.http_port)
     server = ModelServer(registered_models=repository, **server_options)
-    strict_dataplane(server)
+    install_dataplane(server)
     server.start([])
 
 
