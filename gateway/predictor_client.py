@@ -7,7 +7,6 @@ be several times larger and slower to encode and parse.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import numpy as np
+import orjson
 
 from tscore.errors import InvalidInput, ModelNotReady, SegmenterError
 
@@ -47,7 +47,7 @@ def encode_request(values: np.ndarray, *, probabilities: bool = False) -> tuple[
         "inputs": [{"name": "series", "shape": list(values.shape), "datatype": "FP32", "parameters": {"binary_data_size": len(raw)}}],
         "parameters": {"binary_data_output": True, **({"probabilities": True} if probabilities else {})},
     }
-    head = json.dumps(header, separators=(",", ":")).encode()
+    head = orjson.dumps(header)
     return head + raw, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(head))}
 
 
@@ -56,7 +56,7 @@ def decode_response(body: bytes, headers: Mapping[str, str]) -> InferResult:
     length = headers.get(HEADER_LENGTH)
     head_bytes, rest = (body[: int(length)], body[int(length) :]) if length else (body, b"")
     try:
-        head = json.loads(head_bytes)
+        head = orjson.loads(head_bytes)
     except ValueError as exc:
         raise PredictorError(f"predictor answered a body that is not V2 JSON: {exc}") from exc
     outputs, offset = {}, 0
@@ -137,6 +137,6 @@ class PredictorClient:
 
 def _error_text(content: bytes) -> str:
     try:
-        return str(json.loads(content).get("error", content[:500].decode(errors="replace")))[:500]
+        return str(orjson.loads(content).get("error", content[:500].decode(errors="replace")))[:500]
     except (ValueError, AttributeError):
         return content[:500].decode(errors="replace")

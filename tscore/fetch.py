@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -83,6 +84,9 @@ class TaskDataFetcher:
     ) -> None:
         self.label_studio_url = label_studio_url.rstrip("/")
         self.local_files_root = local_files_root.resolve() if local_files_root else None
+        # Local paths are checked with os.path on strings: pathlib objects cost more than the check.
+        self._root = str(self.local_files_root) if self.local_files_root else ""
+        self._root_prefix = self._root if self._root.endswith(os.sep) else self._root + os.sep
         self.max_bytes = max_bytes
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=True)
         self.timeout = timeout
@@ -124,11 +128,7 @@ class TaskDataFetcher:
             return await self._download(reference, await self.auth.header() if same_host else {})
         if parts.scheme in ("", "file"):
             path = parts.path if parts.scheme else reference
-            candidate = self._local_path(path)
-            # Small local files are read at once; a thread hop would cost more than the read.
-            if self._local_size(candidate, path) <= INLINE_READ_BYTES:
-                return self._read_local(candidate, path)
-            return await asyncio.to_thread(self._read_local, candidate, path)
+            return await self._read_local(self._local_path(path), path)
         raise InvalidInput(f"task CSV reference {reference!r} uses an unsupported scheme {parts.scheme!r}")
 
     async def _download(self, url: str, headers: dict[str, str]) -> bytes:
@@ -151,27 +151,24 @@ class TaskDataFetcher:
         except httpx.HTTPError as exc:
             raise DataFetchError(f"GET {url} failed: {exc.__class__.__name__}: {exc}") from exc
 
-    def _local_path(self, path: str) -> Path:
+    def _local_path(self, path: str) -> str:
+        """The real path of ``path`` under the local root, symlinks resolved."""
         if self.local_files_root is None:
             raise InvalidInput(
                 f"task CSV {path!r} is a local path, but no LOCAL_FILES_ROOT is configured"
             )
-        candidate = (self.local_files_root / path).resolve()
-        if not candidate.is_relative_to(self.local_files_root):
+        candidate = os.path.realpath(os.path.join(self._root, path))
+        if candidate != self._root and not candidate.startswith(self._root_prefix):
             raise InvalidInput(f"task CSV {path!r} is outside LOCAL_FILES_ROOT")
         return candidate
 
-    def _local_size(self, candidate: Path, path: str) -> int:
+    async def _read_local(self, candidate: str, path: str) -> bytes:
         try:
-            size = candidate.stat().st_size
-        except OSError as exc:
-            raise DataFetchError(f"cannot read task CSV {path!r}: {exc.strerror}") from exc
-        if size > self.max_bytes:
-            raise DataFetchError(f"{path} is larger than the {self.max_bytes}-byte limit")
-        return size
-
-    def _read_local(self, candidate: Path, path: str) -> bytes:
-        try:
-            return candidate.read_bytes()
+            with open(candidate, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size > self.max_bytes:
+                    raise DataFetchError(f"{path} is larger than the {self.max_bytes}-byte limit")
+                # Small local files are read at once; a thread hop would cost more than the read.
+                return handle.read() if size <= INLINE_READ_BYTES else await asyncio.to_thread(handle.read)
         except OSError as exc:
             raise DataFetchError(f"cannot read task CSV {path!r}: {exc.strerror}") from exc

@@ -421,6 +421,11 @@ async def test_basic_auth(gateway):
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Basic"
     assert (await client.post("/setup", json={"project": "7.1"}, headers=good)).status_code == 200
+    for headers in ({}, bad):
+        response = await client.post("/predict", json=predict_body("first.csv"), headers=headers)
+        assert (response.status_code, response.headers["www-authenticate"]) == (401, "Basic")
+    response = await client.post("/predict", json=predict_body("first.csv"), headers=good)
+    assert response.status_code == 200 and response.json()["results"][0]["result"]
     assert (await client.post("/webhook", json={"action": "NOPE"})).status_code == 401
     assert (await client.get("/status")).status_code == 401
     assert (await client.get("/status", headers=good)).status_code == 200

@@ -16,7 +16,7 @@ import pytest
 
 from fixtures import free_port
 from tscore.errors import DataFetchError, InvalidInput
-from tscore.fetch import TaskDataFetcher, is_personal_access_token
+from tscore.fetch import INLINE_READ_BYTES, TaskDataFetcher, is_personal_access_token
 
 CSV = b"time,a,b\n0,1,2\n1,3,4\n"
 LEGACY = "0123456789abcdef0123456789abcdef01234567"
@@ -249,3 +249,21 @@ async def test_unusable_references_are_400(make_fetcher, reference, words):
     with pytest.raises(InvalidInput, match=words) as raised:
         await make_fetcher().fetch(reference)
     assert raised.value.status_code == 400
+
+
+async def test_local_files_beside_the_root_with_the_same_prefix_are_outside(make_fetcher, tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root-other").mkdir()
+    (tmp_path / "root-other" / "task.csv").write_bytes(CSV)
+    with pytest.raises(InvalidInput, match="outside LOCAL_FILES_ROOT"):
+        await make_fetcher(local_files_root=tmp_path / "root").fetch("../root-other/task.csv")
+
+
+async def test_large_local_files_are_read_whole_and_directories_are_refused(make_fetcher, tmp_path):
+    content = CSV * (2 * INLINE_READ_BYTES // len(CSV) + 1)  # read off the event loop
+    (tmp_path / "large.csv").write_bytes(content)
+    (tmp_path / "folder.csv").mkdir()
+    fetcher = make_fetcher(local_files_root=tmp_path, max_bytes=len(content))
+    assert await fetcher.fetch("large.csv") == content
+    with pytest.raises(DataFetchError, match="cannot read task CSV 'folder.csv'"):
+        await fetcher.fetch("folder.csv")
