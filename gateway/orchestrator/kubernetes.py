@@ -845,6 +845,7 @@ class KubernetesOrchestrator(Orchestrator):
                     log.info("project %s: follow-up Job %s already exists", project, name)
                     break
                 continue  # a random name taken: draw another
+            self._project_errors.pop(project, None)  # the failure being retried was this create
             self._store_job(created)
             self._seen_active.add(name)
             self.metrics.trainings_started.labels(str(project)).inc()
