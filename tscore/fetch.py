@@ -24,8 +24,8 @@ from tscore.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
-_ACCESS_TOKEN_LIFETIME = 240.0
-INLINE_READ_BYTES = 256 * 1024  # LS access JWTs live 300 s; refresh well before.
+_ACCESS_TOKEN_LIFETIME = 240.0  # LS access JWTs live 300 s; refresh well before.
+INLINE_READ_BYTES = 256 * 1024
 
 
 def is_personal_access_token(key: str) -> bool:
@@ -84,9 +84,6 @@ class TaskDataFetcher:
     ) -> None:
         self.label_studio_url = label_studio_url.rstrip("/")
         self.local_files_root = local_files_root.resolve() if local_files_root else None
-        # Local paths are checked with os.path on strings: pathlib objects cost more than the check.
-        self._root = str(self.local_files_root) if self.local_files_root else ""
-        self._root_prefix = self._root if self._root.endswith(os.sep) else self._root + os.sep
         self.max_bytes = max_bytes
         self._client = client or httpx.AsyncClient(timeout=timeout, follow_redirects=True)
         self.timeout = timeout
@@ -151,18 +148,18 @@ class TaskDataFetcher:
         except httpx.HTTPError as exc:
             raise DataFetchError(f"GET {url} failed: {exc.__class__.__name__}: {exc}") from exc
 
-    def _local_path(self, path: str) -> str:
+    def _local_path(self, path: str) -> Path:
         """The real path of ``path`` under the local root, symlinks resolved."""
         if self.local_files_root is None:
             raise InvalidInput(
                 f"task CSV {path!r} is a local path, but no LOCAL_FILES_ROOT is configured"
             )
-        candidate = os.path.realpath(os.path.join(self._root, path))
-        if candidate != self._root and not candidate.startswith(self._root_prefix):
+        candidate = (self.local_files_root / path).resolve()
+        if not candidate.is_relative_to(self.local_files_root):
             raise InvalidInput(f"task CSV {path!r} is outside LOCAL_FILES_ROOT")
         return candidate
 
-    async def _read_local(self, candidate: str, path: str) -> bytes:
+    async def _read_local(self, candidate: Path, path: str) -> bytes:
         try:
             with open(candidate, "rb") as handle:
                 size = os.fstat(handle.fileno()).st_size

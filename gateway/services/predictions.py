@@ -92,27 +92,21 @@ class PredictionService:
             self.metrics.predicted_tasks.labels("untrained").inc(len(request.tasks))
             return {"results": [empty_prediction(version) for _ in request.tasks]}
 
+        limit = asyncio.Semaphore(self.concurrency)
+
         async def one(task: Task) -> dict[str, Any] | SegmenterError:
-            try:
-                prediction, size = await self._predict_task(task, config, endpoint.base_url, endpoint.model_name)
-                if size >= RELEASE_AFTER_BYTES:
-                    release_free_memory()  # the task's CSV, series and tensors are garbage now
-                return prediction
-            except SegmenterError as exc:
-                log.warning("project %s task %s: %s", project, task.id, exc.message)
-                self.metrics.predicted_tasks.labels(type(exc).__name__).inc()
-                return exc
+            async with limit:
+                try:
+                    prediction, size = await self._predict_task(task, config, endpoint.base_url, endpoint.model_name)
+                    if size >= RELEASE_AFTER_BYTES:
+                        release_free_memory()  # the task's CSV, series and tensors are garbage now
+                    return prediction
+                except SegmenterError as exc:
+                    log.warning("project %s task %s: %s", project, task.id, exc.message)
+                    self.metrics.predicted_tasks.labels(type(exc).__name__).inc()
+                    return exc
 
-        if len(request.tasks) == 1:
-            outcomes = [await one(request.tasks[0])]  # nothing to overlap: no task to create and schedule
-        else:
-            limit = asyncio.Semaphore(self.concurrency)
-
-            async def limited(task: Task) -> dict[str, Any] | SegmenterError:
-                async with limit:
-                    return await one(task)
-
-            outcomes = await asyncio.gather(*(limited(task) for task in request.tasks))
+        outcomes = await asyncio.gather(*(one(task) for task in request.tasks))
         errors = [o for o in outcomes if isinstance(o, SegmenterError)]
         if errors and len(errors) == len(outcomes):
             raise errors[0]
@@ -146,11 +140,10 @@ def to_prediction(outputs: dict[str, np.ndarray], parameters: dict, series: Seri
     except (KeyError, ValueError, TypeError) as exc:
         raise SegmenterError(f"predictor response lacks segment outputs: {exc}", status_code=502) from exc
     regions = []
-    rows = len(series)
     for start, end, label, score in zip(starts.tolist(), ends.tolist(), classes.tolist(), scores.tolist()):
         if not 1 <= label <= len(labels) or labels[label - 1] not in config.labels:
             continue  # a label the current config no longer has
-        if not (0 <= start <= end < rows):
+        if not (0 <= start <= end < len(series)):
             continue
         regions.append({
             "from_name": config.from_name,
@@ -159,6 +152,5 @@ def to_prediction(outputs: dict[str, np.ndarray], parameters: dict, series: Seri
             "score": round(float(score), 4),
             "value": {"start": series.time_value(start), "end": series.time_value(end), "instant": start == end, "timeserieslabels": [labels[label - 1]]},
         })
-    # np.add.reduce is what np.mean sums with, without mean's dispatch: the same float, bit for bit.
-    overall = float(np.add.reduce(np.array([r["score"] for r in regions]))) / len(regions) if regions else 0.0
+    overall = float(np.mean([r["score"] for r in regions])) if regions else 0.0
     return {"result": regions, "score": round(overall, 4), "model_version": str(parameters.get("model_version", ""))}
