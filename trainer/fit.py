@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainer.adam import Adam
 from trainer.metrics import row_metrics
 from trainer.settings import TrainingSettings
 from tscore.errors import InvalidInput
@@ -178,7 +179,7 @@ def fit(samples: list[LabelledSeries], labels: list[str], channels: list[str], s
     net = SegmenterNet(spec).to(device)
     weights = class_weights(targets.cpu().numpy(), num_classes) if settings.use_class_weights else np.ones(num_classes, np.float32)
     loss_fn = nn.CrossEntropyLoss(weight=torch.from_numpy(weights).to(device))
-    optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    optimiser = Adam(net.parameters(), lr=settings.learning_rate)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
 
     best_score, best_state, best_metrics, best_epoch = -1.0, None, {}, 0
