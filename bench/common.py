@@ -83,6 +83,12 @@ def proc_memory_mb(pid: int) -> dict[str, float]:
     return {"rss_mb": round(values.get("VmRSS", 0.0), 1), "peak_rss_mb": round(values.get("VmHWM", 0.0), 1)}
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, in seconds, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentiles(samples: Sequence[float]) -> dict[str, float]:
     """p50/p99/mean/max in milliseconds of latencies given in seconds."""
     array = np.asarray(samples, dtype=np.float64) * 1000

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.common import child_env, free_port, percentiles, proc_memory_mb, tail, wait_for
+from bench.common import child_env, free_port, percentiles, proc_cpu_seconds, proc_memory_mb, tail, wait_for
 from bench.data import REPO, dataset, synthetic_series, write_csv
 from bench.rawhttp import Connection
 from gateway.predictor_client import decode_response, encode_request
@@ -182,11 +182,15 @@ def _gateway_check(status: int, headers: dict, content: bytes):
     return answer
 
 
-async def latency(predictor_url: str, gateway_url: str, label_config: str, values: np.ndarray, *, requests: int, on_phase=lambda phase: None) -> dict:
+async def latency(predictor_url: str, gateway_url: str, label_config: str, values: np.ndarray, *, requests: int,
+                  pids: dict[str, int] | None = None, on_phase=lambda phase: None) -> dict:
     """p50/p99 of direct V2 calls and gateway /predict calls for the same 1000-row task.
 
-    ``on_phase(name)`` is called after the 1-client and after the 16-client runs (memory snapshots).
+    ``pids`` (``{"gateway": pid, "predictor": pid}``) adds each server's CPU time per request of
+    the 1-client run. ``on_phase(name)`` is called after the 1-client and after the 16-client runs
+    (memory snapshots).
     """
+    pids = pids or {}
     body, headers = encode_request(values)
     predict = {"tasks": [{"id": 1, "data": {"csv_url": "test_0.csv"}}], "project": PROJECT, "label_config": label_config}
     direct = _Call(_port(predictor_url), f"/v2/models/project-{PROJECT}/infer", body, headers, _direct_check)
@@ -205,18 +209,24 @@ async def latency(predictor_url: str, gateway_url: str, label_config: str, value
             await direct(to_predictor)
             await through_gateway(to_gateway)
         before = await _route_seconds(to_gateway, "/predict")
+        cpu_before = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
         for _ in range(requests):
             for name, send, connection in (("direct", direct, to_predictor), ("gateway", through_gateway, to_gateway)):
                 started = time.perf_counter()
                 await send(connection)
                 samples[name].append(time.perf_counter() - started)
         after = await _route_seconds(to_gateway, "/predict")
+        cpu_after = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
     finally:
         await to_predictor.close()
         await to_gateway.close()
     for name, figures in samples.items():
         results[f"{name}_c1"] = {**percentiles(figures), "requests_per_s": round(len(figures) / sum(figures), 1), "clients": 1}
     results["gateway_c1"]["server_side_mean_ms"] = round((after[0] - before[0]) / max(1, after[1] - before[1]) * 1000, 2)
+    # The gateway serves `requests` calls in the 1-client run; the predictor twice as many (direct + via the gateway).
+    results["cpu_ms_per_request_c1"] = {
+        name: round((cpu_after[name] - cpu_before[name]) / (requests * (2 if name == "predictor" else 1)) * 1000, 2) for name in pids
+    }
     on_phase("after the 1-client latency run")
     for name, send in (("direct", direct), ("gateway", through_gateway)):
         figures, rate = await _measure(send, 16, max(2, requests // 16), warmup=10)
@@ -410,7 +420,10 @@ def run(ours_model: Path, workdir: Path, *, quick: bool = False) -> dict:
             timeline.append({"phase": phase, "gateway": proc_memory_mb(gateway.pid), "predictor": proc_memory_mb(predictor.pid)})
 
         snapshot("started")
-        results["latency"] = asyncio.run(latency(predictor_url, gateway_url, label_config, small_values, requests=60 if quick else 300, on_phase=snapshot))
+        results["latency"] = asyncio.run(latency(
+            predictor_url, gateway_url, label_config, small_values, requests=60 if quick else 300,
+            pids={"gateway": gateway.pid, "predictor": predictor.pid}, on_phase=snapshot,
+        ))
         results["latency"]["gateway_csv_parse"] = parse_cost(files / "test_0.csv", label_config)
         results["big_task"] = big_task(predictor_url, gateway_url, label_config, big_values, repeats=2 if quick else 5)
         snapshot("after the 100k-row tasks")
