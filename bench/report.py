@@ -61,8 +61,8 @@ def evaluate(results: dict) -> list[dict]:
         _target("one 100k-row task through the gateway", _get(serving, "big_task", "gateway_seconds_median"), 1.0, at_least=False, unit=" s",
                 note=f"direct V2 call {_fmt(_get(serving, 'big_task', 'direct_v2_seconds_median'))} s"),
         _target("gateway overhead over a direct predictor call, p50", _get(serving, "latency", "gateway_overhead_p50_ms"), 2.0, at_least=False, unit=" ms",
-                note=f"gateway CPU {_fmt(_get(serving, 'latency', 'cpu_ms_per_request_c1', 'gateway'))} ms/request, "
-                     f"of which CSV read+parse {_fmt(_get(serving, 'latency', 'gateway_csv_parse', 'read_series_p50_ms'))} ms"),
+                note=f"CSV read+parse alone {_fmt(_get(serving, 'latency', 'gateway_csv_parse', 'read_series_p50_ms'))} ms; "
+                     f"a bare Python proxy adds {_fmt(_get(serving, 'latency', 'bare_forwarder', 'overhead_p50_ms'))} ms"),
         _target("basicmotions training time vs the seed's (mean s)", _agg(results, "basicmotions", "ours", "fit_seconds"), _agg(results, "basicmotions", "seed", "fit_seconds"),
                 at_least=False, unit=" s", baseline=_agg(results, "basicmotions", "seed", "fit_seconds"), note="limit = the seed's mean"),
         _target("gait_events training time vs the seed's (mean s)", _agg(results, "gait_events", "ours", "fit_seconds"), _agg(results, "gait_events", "seed", "fit_seconds"),
@@ -126,6 +126,10 @@ def render_speed(results: dict) -> str:
             cpu = lat["cpu_ms_per_request_c1"]
             add("server CPU ms per request, 1 client: gateway /predict / predictor V2 infer", f"{cpu.get('gateway')} / {cpu.get('predictor')}", None,
                 "user + system time from /proc over the 1-client run")
+        if lat.get("bare_forwarder"):
+            floor = lat["bare_forwarder"]
+            add("floor: bare Python proxy overhead p50 ms (forwarded p50 − direct p50, 1 client)", floor["overhead_p50_ms"], None,
+                f"{floor['forwarder_cpu_ms_per_request']} ms CPU per request; `bench/forwarder.py` relays the same V2 call")
     if s.get("big_task"):
         b = s["big_task"]
         add("100k-row task through the gateway, s (median)", b["gateway_seconds_median"], None, f"direct V2 {b['direct_v2_seconds_median']} s; {b['regions']} regions")
@@ -211,6 +215,9 @@ NOTES = [
     "  the p50s (1 client, calls alternating); the CSV read+parse alone is measured in-process.",
     "  **server CPU per request**: each server's user + system time (`/proc/<pid>/stat`) over the",
     "  1-client run, divided by the requests it served (the predictor serves both kinds of call).",
+    "  **floor**: `bench/forwarder.py`, a pass-through proxy on the gateway's own stack (uvicorn,",
+    "  Starlette, aiohttp) that relays the direct V2 call byte for byte, measured the same way: what a",
+    "  second HTTP hop in Python costs on this machine before the gateway does any work of its own.",
     "- The load generator is a minimal keep-alive HTTP/1.1 client on asyncio streams",
     "  (`bench/rawhttp.py`; httpx's async client alone cost milliseconds per request under",
     "  concurrency). It runs on the same 2 cores as both servers, so 16-client figures are CPU-bound.",

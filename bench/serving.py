@@ -97,38 +97,39 @@ def install_model(root: Path, project: int, model_dir: Path) -> str:
     return version
 
 
-def start_predictor(root: Path, log_path: Path) -> tuple[Process, str]:
-    """``python -m predictor`` in repository mode on a free port; returns once it is live."""
-    port = free_port()
-    process = Process("predictor", ["-m", "predictor", "--model_dir", str(root), "--http_port", str(port), "--enable_grpc", "false"], child_env(), log_path)
-    url = f"http://127.0.0.1:{port}"
-
-    def live() -> bool:
-        process.check()
-        try:
-            return httpx.get(f"{url}/v2/health/live", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(live, 120, "the predictor server", interval=0.2)
-    return process, url
-
-
-def start_gateway(env: dict[str, str], log_path: Path) -> tuple[Process, str]:
-    """``python -m gateway`` on a free port with ``env`` added; returns once /health answers."""
-    port = free_port()
-    process = Process("gateway", ["-m", "gateway"], child_env(HOST="127.0.0.1", PORT=str(port), **env), log_path)
+def _start_server(name: str, args: list[str], env: dict[str, str], log_path: Path, port: int, health_path: str) -> tuple[Process, str]:
+    """Start ``python <args>`` listening on ``port``; return once ``GET <health_path>`` answers 200."""
+    process = Process(name, args, env, log_path)
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
         process.check()
         try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+            return httpx.get(f"{url}{health_path}", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
-    wait_for(up, 120, "the gateway", interval=0.2)
+    wait_for(up, 120, f"the {name}", interval=0.2)
     return process, url
+
+
+def start_predictor(root: Path, log_path: Path) -> tuple[Process, str]:
+    """``python -m predictor`` in repository mode on a free port; returns once it is live."""
+    port = free_port()
+    args = ["-m", "predictor", "--model_dir", str(root), "--http_port", str(port), "--enable_grpc", "false"]
+    return _start_server("predictor server", args, child_env(), log_path, port, "/v2/health/live")
+
+
+def start_gateway(env: dict[str, str], log_path: Path) -> tuple[Process, str]:
+    """``python -m gateway`` on a free port with ``env`` added; returns once /health answers."""
+    port = free_port()
+    return _start_server("gateway", ["-m", "gateway"], child_env(HOST="127.0.0.1", PORT=str(port), **env), log_path, port, "/health")
+
+
+def start_forwarder(predictor_url: str, log_path: Path) -> tuple[Process, str]:
+    """``python -m bench.forwarder`` relaying to the predictor; returns once it answers."""
+    port = free_port()
+    return _start_server("forwarder", ["-m", "bench.forwarder"], child_env(PORT=str(port), FORWARD_TO=predictor_url), log_path, port, "/live")
 
 
 def _port(url: str) -> int:
@@ -182,6 +183,17 @@ def _gateway_check(status: int, headers: dict, content: bytes):
     return answer
 
 
+async def _alternate(calls: dict[str, tuple[_Call, Connection]], rounds: int) -> dict[str, list[float]]:
+    """One client: each round makes every call once, so drifting background load hits all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, (send, connection) in calls.items():
+            started = time.perf_counter()
+            await send(connection)
+            samples[name].append(time.perf_counter() - started)
+    return samples
+
+
 async def latency(predictor_url: str, gateway_url: str, label_config: str, values: np.ndarray, *, requests: int,
                   pids: dict[str, int] | None = None, on_phase=lambda phase: None) -> dict:
     """p50/p99 of direct V2 calls and gateway /predict calls for the same 1000-row task.
@@ -203,18 +215,11 @@ async def latency(predictor_url: str, gateway_url: str, label_config: str, value
             "direct": len((await direct(to_predictor)).outputs["segment_start"]),
             "gateway": len((await through_gateway(to_gateway))["results"][0]["result"]),
         }
-        # One client: direct and gateway calls alternate, so drifting background load hits both alike.
-        samples: dict[str, list[float]] = {"direct": [], "gateway": []}
-        for _ in range(10):
-            await direct(to_predictor)
-            await through_gateway(to_gateway)
+        pairs = {"direct": (direct, to_predictor), "gateway": (through_gateway, to_gateway)}
+        await _alternate(pairs, 10)
         before = await _route_seconds(to_gateway, "/predict")
         cpu_before = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
-        for _ in range(requests):
-            for name, send, connection in (("direct", direct, to_predictor), ("gateway", through_gateway, to_gateway)):
-                started = time.perf_counter()
-                await send(connection)
-                samples[name].append(time.perf_counter() - started)
+        samples = await _alternate(pairs, requests)
         after = await _route_seconds(to_gateway, "/predict")
         cpu_after = {name: proc_cpu_seconds(pid) for name, pid in pids.items()}
     finally:
@@ -236,6 +241,35 @@ async def latency(predictor_url: str, gateway_url: str, label_config: str, value
         log.info("latency: %s: p50 %.2f ms p99 %.2f ms", key, results[key]["p50_ms"], results[key]["p99_ms"])
     results["gateway_overhead_p50_ms"] = round(results["gateway_c1"]["p50_ms"] - results["direct_c1"]["p50_ms"], 2)
     return results
+
+
+async def forwarder_floor(predictor_url: str, forwarder_url: str, values: np.ndarray, *, requests: int, pid: int) -> dict:
+    """Overhead of a bare Python pass-through proxy over a direct V2 call (1 client, alternating).
+
+    The floor under the gateway's overhead on this machine: the same call, relayed byte for byte.
+    """
+    body, headers = encode_request(values)
+    path = f"/v2/models/project-{PROJECT}/infer"
+    direct = _Call(_port(predictor_url), path, body, headers, _direct_check)
+    relayed = _Call(_port(forwarder_url), path, body, headers, _direct_check)
+    to_predictor, to_forwarder = await Connection(_port(predictor_url)).open(), await Connection(_port(forwarder_url)).open()
+    try:
+        expected, forwarded = await direct(to_predictor), await relayed(to_forwarder)
+        if not np.array_equal(expected.outputs["segment_start"], forwarded.outputs["segment_start"]):
+            raise RuntimeError("the forwarder's answer differs from the predictor's")
+        pairs = {"direct": (direct, to_predictor), "forwarded": (relayed, to_forwarder)}
+        await _alternate(pairs, 10)
+        cpu_before = proc_cpu_seconds(pid)
+        samples = await _alternate(pairs, requests)
+        cpu_ms = (proc_cpu_seconds(pid) - cpu_before) / requests * 1000
+    finally:
+        await to_predictor.close()
+        await to_forwarder.close()
+    direct_p50, forwarded_p50 = percentiles(samples["direct"])["p50_ms"], percentiles(samples["forwarded"])["p50_ms"]
+    result = {"direct_p50_ms": direct_p50, "forwarded_p50_ms": forwarded_p50, "overhead_p50_ms": round(forwarded_p50 - direct_p50, 2),
+              "forwarder_cpu_ms_per_request": round(cpu_ms, 2)}
+    log.info("bare forwarder: overhead p50 %.2f ms, %.2f ms CPU per request", result["overhead_p50_ms"], cpu_ms)
+    return result
 
 
 def parse_cost(csv: Path, label_config: str, repeats: int = 50) -> dict:
@@ -425,6 +459,13 @@ def run(ours_model: Path, workdir: Path, *, quick: bool = False) -> dict:
             pids={"gateway": gateway.pid, "predictor": predictor.pid}, on_phase=snapshot,
         ))
         results["latency"]["gateway_csv_parse"] = parse_cost(files / "test_0.csv", label_config)
+        forwarder, forwarder_url = start_forwarder(predictor_url, workdir / "forwarder.log")
+        try:
+            results["latency"]["bare_forwarder"] = asyncio.run(
+                forwarder_floor(predictor_url, forwarder_url, small_values, requests=60 if quick else 300, pid=forwarder.pid)
+            )
+        finally:
+            forwarder.stop()
         results["big_task"] = big_task(predictor_url, gateway_url, label_config, big_values, repeats=2 if quick else 5)
         snapshot("after the 100k-row tasks")
         results["webhook"] = {"ignored": asyncio.run(webhook_burst(gateway_url, "ignored"))}
