@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         if "throughput" in args.parts:
             from bench import speed as throughput
 
-            speed["throughput"] = attempt("throughput", lambda: throughput.run(ours_model, seed_model, repeats=2 if args.quick else 3))
+            speed["throughput"] = attempt("throughput", lambda: throughput.run(ours_model, seed_model, repeats=2 if args.quick else 5, seed_repeats=1 if args.quick else 2))
         if "serving" in args.parts:
             from bench import serving
 

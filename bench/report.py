@@ -208,6 +208,8 @@ NOTES = [
     "  ts-segmenter: `TrainedModel.segments(values)` (normalise, windows, network, overlap averaging,",
     "  decoding). Seed: its predict path from an already parsed DataFrame (network over all windows,",
     "  averaging loop, argmax, per-row `iterrows` grouping, region building). CSV parsing is excluded from both.",
+    "  Each side's figure is its fastest run (5 of ours, 2 of the seed's): interference on a shared",
+    "  machine only slows a run down.",
     "- **direct V2**: a binary V2 `infer` call to the real predictor server with the already parsed",
     "  `[1000, 6]` FP32 tensor (HTTP + tensor decoding + model + response). **gateway /predict**: a Label",
     "  Studio `/predict` request naming the task CSV as a local file; the gateway reads and parses the",
