@@ -10,6 +10,7 @@ predictor pays. Settings: ``PORT`` to listen on, ``FORWARD_TO`` the predictor's 
 from __future__ import annotations
 
 import os
+from contextlib import asynccontextmanager
 
 import aiohttp
 import uvicorn
@@ -26,13 +27,17 @@ _RELAYED = ("content-type", HEADER_LENGTH)
 
 def create_app(target: str) -> Starlette:
     """The proxy app relaying ``POST /v2/models/{name}/infer`` to ``target``."""
-    session: dict[str, aiohttp.ClientSession] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        # The client session belongs to the server's event loop, so it is made inside it.
+        async with aiohttp.ClientSession() as session:
+            app.state.session = session
+            yield
 
     async def infer(request: Request) -> Response:
-        if "client" not in session:  # created on the server's event loop
-            session["client"] = aiohttp.ClientSession()
         headers = {k: v for k in _RELAYED if (v := request.headers.get(k)) is not None}
-        async with session["client"].post(f"{target}{request.url.path}", data=await request.body(), headers=headers) as answer:
+        async with request.app.state.session.post(f"{target}{request.url.path}", data=await request.body(), headers=headers) as answer:
             content = await answer.read()
             relayed = {k: v for k in _RELAYED if (v := answer.headers.get(k)) is not None}
             return Response(content, status_code=answer.status, headers=relayed)
@@ -40,7 +45,7 @@ def create_app(target: str) -> Starlette:
     async def live(request: Request) -> Response:
         return Response(b"ok")
 
-    return Starlette(routes=[Route("/v2/models/{name}/infer", infer, methods=["POST"]), Route("/live", live)])
+    return Starlette(routes=[Route("/v2/models/{name}/infer", infer, methods=["POST"]), Route("/live", live)], lifespan=lifespan)
 
 
 def main() -> None:
